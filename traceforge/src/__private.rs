@@ -1,0 +1,147 @@
+//! What `#[traceforge::cassette]` expands to calls into: building the recorder from the
+//! attribute's options, running the body, and turning the outcome into a test result.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt as _;
+
+use crate::{config, Cassette, Mode, Outcome, Recorder};
+
+/// Where the test lives, captured by the macro in the caller's crate.
+pub struct TestMeta {
+    /// `env!("CARGO_MANIFEST_DIR")` of the crate holding the test.
+    pub manifest_dir: &'static str,
+    /// `module_path!()` at the test.
+    pub module_path: &'static str,
+    /// The test function's name.
+    pub test_name: &'static str,
+    /// `env!("CARGO_PKG_NAME")`.
+    pub package: &'static str,
+    /// `env!("CARGO_CRATE_NAME")`: the test target's crate.
+    pub crate_name: &'static str,
+}
+
+/// The attribute's options, already validated at compile time.
+#[derive(Default)]
+pub struct TestOptions {
+    /// `upstream(name = "url", ...)`.
+    pub upstreams: &'static [(&'static str, &'static str)],
+    /// `name = "..."`: the cassette's file name (without `.json`) in the default directory.
+    pub name: Option<&'static str>,
+    /// `path = "..."`: the cassette file, relative to the crate root.
+    pub path: Option<&'static str>,
+    /// `mode = "..."`.
+    pub mode: Option<Mode>,
+    /// `flavor = "multi_thread"`.
+    pub multi_thread: bool,
+}
+
+/// Test functions may return `()` or a `Result`; a returned `Err` fails the test like a panic.
+pub trait TestResult {
+    /// Whether the body succeeded.
+    fn is_success(&self) -> bool;
+}
+
+impl TestResult for () {
+    fn is_success(&self) -> bool {
+        true
+    }
+}
+
+impl<T, E> TestResult for Result<T, E> {
+    fn is_success(&self) -> bool {
+        self.is_ok()
+    }
+}
+
+impl TestMeta {
+    /// The test's path as libtest names it: the module path without the crate, then the name.
+    pub fn test_path(&self) -> String {
+        match self.module_path.split_once("::") {
+            Some((_, rest)) => format!("{rest}::{}", self.test_name),
+            None => self.test_name.to_owned(),
+        }
+    }
+
+    /// The command that re-records exactly this test.
+    pub fn rerecord_command(&self) -> String {
+        let target = if self.crate_name == self.package.replace('-', "_") {
+            "--lib".to_owned()
+        } else {
+            format!("--test {}", self.crate_name)
+        };
+        format!(
+            "TRACEFORGE_VCR_MODE=record cargo test -p {} {target} -- {} --exact",
+            self.package,
+            self.test_path()
+        )
+    }
+}
+
+fn start(meta: &TestMeta, options: &TestOptions) -> Recorder {
+    let path = match (options.path, options.name) {
+        (Some(path), _) => std::path::Path::new(meta.manifest_dir).join(path),
+        (None, name) => config::default_cassette_path(meta.manifest_dir, meta.module_path, name.unwrap_or(meta.test_name)),
+    };
+    let mut builder = Recorder::builder().cassette(path).test_name(&meta.test_path()).rerecord_command(&meta.rerecord_command());
+    for (name, url) in options.upstreams {
+        builder = builder.upstream(name, url);
+    }
+    if let Some(mode) = options.mode {
+        builder = builder.mode(mode);
+    }
+    match builder.start() {
+        Ok(recorder) => recorder,
+        Err(error) => panic!("traceforge could not start for `{}`: {error}", meta.test_path()),
+    }
+}
+
+/// Runs an async test body with a recorder, on a runtime of its own.
+pub fn run_test<F, Fut>(meta: TestMeta, options: TestOptions, body: F) -> Fut::Output
+where
+    F: FnOnce(Cassette) -> Fut,
+    Fut: Future,
+    Fut::Output: TestResult,
+{
+    let mut builder = if options.multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => panic!("traceforge could not build a tokio runtime for `{}`: {error}", meta.test_path()),
+    };
+    runtime.block_on(run_async(meta, options, body))
+}
+
+/// Runs an async test body with a recorder on the caller's runtime (used under `#[tokio::test]`).
+pub async fn run_async<F, Fut>(meta: TestMeta, options: TestOptions, body: F) -> Fut::Output
+where
+    F: FnOnce(Cassette) -> Fut,
+    Fut: Future,
+    Fut::Output: TestResult,
+{
+    let recorder = start(&meta, &options);
+    let result = AssertUnwindSafe(body(recorder.cassette())).catch_unwind().await;
+    match result {
+        Err(panic) => {
+            // The test already fails; say what the recorder saw, since it often explains why.
+            if let Err(error) = recorder.finish_with(Outcome::Failed).await {
+                eprintln!("{error}");
+            }
+            std::panic::resume_unwind(panic)
+        }
+        Ok(output) if !output.is_success() => {
+            if let Err(error) = recorder.finish_with(Outcome::Failed).await {
+                eprintln!("{error}");
+            }
+            output
+        }
+        Ok(output) => match recorder.finish_with(Outcome::Passed).await {
+            Ok(_) => output,
+            Err(error) => panic!("{error}"),
+        },
+    }
+}

@@ -1,0 +1,209 @@
+//! Reading and writing cassette files. Reads never modify anything; writes hold a sidecar lock,
+//! merge what another process saved meanwhile, and replace the file with an atomic rename of a
+//! fully written, fsynced temp file, so a reader only ever sees the old or the new version.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{canonical, CassetteFile, Interaction, FORMAT_VERSION};
+use crate::error::{Error, Result};
+use crate::redact;
+
+/// Reads a cassette. `Ok(None)` when the file does not exist; an error for anything else that
+/// stops it being read, with the path and the parse position.
+pub fn load(path: &Path) -> Result<Option<CassetteFile>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(Error::CassetteRead { path: path.to_owned(), source }),
+    };
+    parse(path, &bytes).map(Some)
+}
+
+/// Parses cassette bytes; `path` is only used in errors.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<CassetteFile> {
+    let parse_error = |e: serde_json::Error| Error::CassetteParse {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    };
+    // Read the version on its own first, so a future format is reported as such rather than
+    // as whatever shape error it would cause.
+    #[derive(Deserialize)]
+    struct Header {
+        format_version: Option<Value>,
+    }
+    let header: Header = serde_json::from_slice(bytes).map_err(parse_error)?;
+    match &header.format_version {
+        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(FORMAT_VERSION)) => {}
+        other => {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_owned(),
+                found: other.as_ref().map_or_else(|| "missing".to_owned(), |v| v.to_string()),
+                supported: FORMAT_VERSION,
+            })
+        }
+    }
+    let file: CassetteFile = serde_json::from_slice(bytes).map_err(parse_error)?;
+    validate(path, &file)?;
+    Ok(file)
+}
+
+/// Integrity rules beyond the JSON shape.
+fn validate(path: &Path, file: &CassetteFile) -> Result<()> {
+    let invalid = |message: String| Error::CassetteInvalid { path: path.to_owned(), message };
+    let mut seen = BTreeMap::new();
+    for (index, interaction) in file.interactions.iter().enumerate() {
+        if interaction.key.len() != 64 || !interaction.key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(format!("interactions[{index}].key is not a sha256 hex digest")));
+        }
+        if let Some(first) = seen.insert(interaction.key.as_str(), index) {
+            return Err(invalid(format!(
+                "interactions[{first}] and interactions[{index}] have the same key {}",
+                interaction.key
+            )));
+        }
+        if interaction.responses.is_empty() {
+            return Err(invalid(format!("interactions[{index}] has no responses")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that each stored key is the hash of its stored request (a hand edit that breaks
+/// matching). Kept out of [`load`] so loading stays fast; `traceforge check` and tests use it.
+pub fn verify_keys(path: &Path, file: &CassetteFile) -> Result<()> {
+    for (index, interaction) in file.interactions.iter().enumerate() {
+        let expected = canonical::request_key(&interaction.request);
+        if expected != interaction.key {
+            return Err(Error::CassetteInvalid {
+                path: path.to_owned(),
+                message: format!(
+                    "interactions[{index}].key is {} but its request hashes to {expected}: the request was edited by hand; re-record it",
+                    interaction.key
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The text of a cassette as written: pretty-printed, keys sorted at every level, a final newline.
+pub fn to_pretty_json(file: &CassetteFile) -> serde_json::Result<(Value, String)> {
+    let value = canonical::sorted(serde_json::to_value(file)?);
+    let mut text = serde_json::to_string_pretty(&value)?;
+    text.push('\n');
+    Ok((value, text))
+}
+
+/// The sidecar lock file of a cassette: `.<name>.lock` beside it. It is never renamed over,
+/// so every writer locks the same inode.
+pub fn lock_path(path: &Path) -> PathBuf {
+    sibling(path, &format!(".{}.lock", file_name(path)))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "cassette.json".to_owned())
+}
+
+fn sibling(path: &Path, name: &str) -> PathBuf {
+    path.parent().map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
+}
+
+fn temp_prefix(path: &Path) -> String {
+    format!(".{}.tmp-", file_name(path))
+}
+
+/// Options of a save.
+#[derive(Clone, Debug, Default)]
+pub struct SaveOptions {
+    /// JSON paths the secret scan accepts (exact, or a prefix ending in `*`).
+    pub allowed_secret_paths: Vec<String>,
+}
+
+/// Saves a cassette: under the lock, re-reads what is on disk now, lets `merge` combine it
+/// with this run's result, scans for secrets, then atomically replaces the file.
+///
+/// A corrupt file on disk stops the save (it is reported, never overwritten).
+pub fn save(
+    path: &Path,
+    options: &SaveOptions,
+    merge: impl FnOnce(Option<CassetteFile>) -> CassetteFile,
+) -> Result<CassetteFile> {
+    let write_error = |action: &'static str| move |source: io::Error| Error::CassetteWrite { path: path.to_owned(), action, source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(write_error("create the cassette directory"))?;
+    }
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(path))
+        .map_err(write_error("open the lock file"))?;
+    lock.lock().map_err(write_error("lock the cassette"))?;
+
+    remove_stale_temp_files(path);
+    let on_disk = load(path)?;
+    let mut merged = merge(on_disk);
+    merged.format_version = FORMAT_VERSION;
+    merged.interactions.sort_by(|a, b| a.key.cmp(&b.key));
+
+    let (value, text) = to_pretty_json(&merged).map_err(|e| write_error("serialize")(io::Error::other(e)))?;
+    let findings = redact::scan(&value, &options.allowed_secret_paths);
+    if !findings.is_empty() {
+        return Err(Error::SecretDetected { path: path.to_owned(), findings });
+    }
+    write_atomically(path, text.as_bytes())?;
+    drop(lock); // closing the file releases the lock
+    Ok(merged)
+}
+
+/// Writes `bytes` to a uniquely named temp file beside `path`, fsyncs it, renames it over
+/// `path` and fsyncs the directory. On failure the temp file is removed and `path` untouched.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let temp = sibling(path, &format!("{}{}-{:016x}", temp_prefix(path), std::process::id(), rand::random::<u64>()));
+    let result = (|| -> Result<()> {
+        let write_error = |action: &'static str| move |source: io::Error| Error::CassetteWrite { path: path.to_owned(), action, source };
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp).map_err(write_error("create the temp file"))?;
+        file.write_all(bytes).map_err(write_error("write the temp file"))?;
+        file.sync_all().map_err(write_error("fsync the temp file"))?;
+        drop(file);
+        fs::rename(&temp, path).map_err(write_error("rename the temp file over the cassette"))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Make the rename itself durable. Not every platform can open a directory.
+            if let Ok(dir) = File::open(dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Temp files left by a writer that crashed. Called under the lock, when no writer of this
+/// cassette can be mid-write, so every match is stale.
+fn remove_stale_temp_files(path: &Path) {
+    let prefix = temp_prefix(path);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Groups interactions by key, for merging.
+pub(crate) fn by_key(interactions: Vec<Interaction>) -> BTreeMap<String, Interaction> {
+    interactions.into_iter().map(|i| (i.key.clone(), i)).collect()
+}

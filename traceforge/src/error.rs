@@ -1,0 +1,125 @@
+//! Every way traceforge can fail, each naming the file involved and what to do about it.
+
+use std::path::PathBuf;
+
+use crate::verify::VerificationFailure;
+
+/// The result type of traceforge's fallible operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A traceforge failure. Variants that concern a cassette carry its path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `TRACEFORGE_VCR_MODE` (or a `mode` option) holds a value that is not a mode.
+    #[error("invalid traceforge mode `{value}` (from {source_name}): expected one of off, record, replay, auto, strict")]
+    InvalidMode {
+        /// The rejected value.
+        value: String,
+        /// Where it came from, e.g. `TRACEFORGE_VCR_MODE`.
+        source_name: String,
+    },
+
+    /// An upstream base URL that cannot be parsed or is not http(s).
+    #[error("invalid URL `{url}` for upstream `{name}` (from {source_name}): {reason}")]
+    InvalidUpstream {
+        /// The upstream's name, e.g. `openai`.
+        name: String,
+        /// The rejected URL.
+        url: String,
+        /// Where it came from.
+        source_name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A test asked for the URL of an upstream that was never configured.
+    #[error("unknown upstream `{name}`: configured upstreams are {known}; add it with `upstream({name} = \"https://…\")` or `Recorder::builder().upstream(\"{name}\", url)`")]
+    UnknownUpstream {
+        /// The requested name.
+        name: String,
+        /// The configured names, comma separated.
+        known: String,
+    },
+
+    /// The cassette could not be read from disk.
+    #[error("cannot read cassette {}: {source}", path.display())]
+    CassetteRead {
+        /// The cassette file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// The cassette is not valid JSON or does not have the cassette shape.
+    #[error("cassette {} is corrupt at line {line}, column {column}: {message}. It was left untouched: fix it by hand or delete it and re-record (TRACEFORGE_VCR_MODE=record)", path.display())]
+    CassetteParse {
+        /// The cassette file.
+        path: PathBuf,
+        /// 1-based line of the problem (0 when unknown).
+        line: usize,
+        /// 1-based column of the problem (0 when unknown).
+        column: usize,
+        /// What the parser said.
+        message: String,
+    },
+
+    /// The cassette was written by a format this version does not read.
+    #[error("cassette {} has format_version {found}, but this traceforge reads version {supported}: upgrade traceforge, or re-record the cassette (TRACEFORGE_VCR_MODE=record)", path.display())]
+    UnsupportedVersion {
+        /// The cassette file.
+        path: PathBuf,
+        /// The version found in the file (`None` when the field is missing).
+        found: String,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+
+    /// The cassette parsed but breaks an integrity rule (e.g. the same key twice).
+    #[error("cassette {} is invalid: {message}. It was left untouched", path.display())]
+    CassetteInvalid {
+        /// The cassette file.
+        path: PathBuf,
+        /// Which rule is broken, and where.
+        message: String,
+    },
+
+    /// Writing the cassette failed; the previous version on disk is intact.
+    #[error("cannot save cassette {} ({action}): {source}. The previous cassette on disk is unchanged", path.display())]
+    CassetteWrite {
+        /// The cassette file.
+        path: PathBuf,
+        /// The step that failed (create directory, lock, write temp file, rename...).
+        action: &'static str,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// The secret scan found token-shaped strings; nothing was written.
+    #[error("{}", crate::redact::describe_findings(path, findings))]
+    SecretDetected {
+        /// The cassette that was not written.
+        path: PathBuf,
+        /// What was found where (the secrets themselves are never included in full).
+        findings: Vec<crate::redact::SecretFinding>,
+    },
+
+    /// The loopback server could not be started.
+    #[error("cannot start the traceforge recorder on 127.0.0.1: {source}")]
+    Server {
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// The recorder thread stopped before it could answer (it panicked or was shut down).
+    #[error("the traceforge recorder for cassette {} stopped unexpectedly", path.display())]
+    RecorderStopped {
+        /// The cassette file.
+        path: PathBuf,
+    },
+
+    /// The test's requests did not agree with its cassette (strict or replay mode), or upstream
+    /// calls failed while recording.
+    #[error("{0}")]
+    Verification(Box<VerificationFailure>),
+}

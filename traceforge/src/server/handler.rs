@@ -1,0 +1,326 @@
+//! Answering one request: route it to its upstream, canonicalise it, then replay it from the
+//! cassette, or forward it (streaming the answer through while recording it), or refuse it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+
+use super::Shared;
+use crate::cassette::body::ReplayBody;
+use crate::cassette::canonical::{canonical_request, request_key, RawRequest};
+use crate::cassette::{Body, RecordedRequest, RecordedResponse};
+use crate::config::Upstream;
+use crate::mode::Mode;
+use crate::server::session::Lookup;
+use crate::verify::{MissKind, UpstreamFailure};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Tells clients and people what happened to a request: `hit`, `recorded`, `passthrough`, `miss`.
+pub const OUTCOME_HEADER: &str = "x-traceforge";
+
+/// Response headers never stored: they change on every call, describe the connection, or
+/// identify the account. `cf-` and `x-ratelimit-` prefixes are dropped too.
+const VOLATILE_RESPONSE_HEADERS: [&str; 22] = [
+    "date",
+    "set-cookie",
+    "server",
+    "via",
+    "alt-svc",
+    "age",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "x-request-id",
+    "request-id",
+    "openai-processing-ms",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+    "x-envoy-upstream-service-time",
+    "strict-transport-security",
+    "server-timing",
+    "x-amzn-requestid",
+    "x-cloud-trace-context",
+];
+
+/// Request headers not passed on to the upstream (hop-by-hop, or recomputed by the client).
+const UNFORWARDED_REQUEST_HEADERS: [&str; 9] =
+    ["host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "content-length", "accept-encoding"];
+
+pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    Ok(answer(&shared, request).await)
+}
+
+async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<ResponseBody> {
+    let (parts, body) = request.into_parts();
+    let full_path = parts.uri.path().to_owned();
+    if full_path == "/_traceforge/health" {
+        return json_response(StatusCode::OK, &serde_json::json!({"status": "ok", "mode": shared.mode.as_str()}), "health");
+    }
+    let trimmed = full_path.trim_start_matches('/');
+    let (name, rest) = trimmed.split_once('/').map_or((trimmed, ""), |(n, r)| (n, r));
+    let Some(upstream) = shared.upstreams.get(&name.to_ascii_lowercase()).cloned() else {
+        let known: Vec<&str> = shared.upstreams.keys().map(String::as_str).collect();
+        let message = format!(
+            "traceforge: no upstream named `{name}` (configured: {}); point the client at Cassette::url(name)",
+            known.join(", ")
+        );
+        return error_response(crate::provider::Provider::OpenAi, StatusCode::NOT_FOUND, "traceforge_unknown_upstream", &message);
+    };
+    let rest_path = format!("/{rest}");
+
+    let body = match Limited::new(body, shared.settings.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let too_large = error.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let (status, message) = if too_large {
+                (StatusCode::PAYLOAD_TOO_LARGE, format!("traceforge: request body over {} bytes", shared.settings.max_body_bytes))
+            } else {
+                (StatusCode::BAD_REQUEST, format!("traceforge: could not read the request body: {error}"))
+            };
+            return error_response(upstream.provider, status, "traceforge_bad_request", &message);
+        }
+    };
+
+    let canonical = canonical_request(
+        &RawRequest {
+            method: parts.method.as_str(),
+            upstream: &upstream.name,
+            path: &rest_path,
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &body,
+        },
+        &shared.settings.match_headers,
+        &shared.settings.scrubber,
+    );
+    let key = request_key(&canonical);
+
+    let forward_and_record = match shared.mode {
+        Mode::Off => false,
+        Mode::Record => true,
+        Mode::Replay | Mode::Strict | Mode::Auto => {
+            let mut session = shared.lock_session();
+            match session.lookup(&key) {
+                Lookup::Hit(response) => return replay_response(response),
+                Lookup::Miss(_) if shared.mode == Mode::Auto => true,
+                Lookup::Miss(kind) => {
+                    let message = miss_message(shared, &canonical, &kind);
+                    session.add_miss(key, canonical, kind);
+                    return error_response(upstream.provider, StatusCode::NOT_FOUND, "traceforge_cassette_miss", &message);
+                }
+            }
+        }
+    };
+    let recording = forward_and_record.then_some((key, canonical));
+    forward(shared, &upstream, &parts, &rest_path, body, recording).await
+}
+
+fn miss_message(shared: &Shared, request: &RecordedRequest, kind: &MissKind) -> String {
+    let why = match kind {
+        MissKind::NoCassette => "the cassette file does not exist".to_owned(),
+        MissKind::NotRecorded => "no recorded request matches it".to_owned(),
+        MissKind::Exhausted { calls, recorded } => format!("it was recorded {recorded} time(s) and this is call {calls}"),
+    };
+    format!(
+        "traceforge ({} mode): no recording for {} in {}: {why}. The test will fail with a diff; re-record with TRACEFORGE_VCR_MODE=record",
+        shared.mode,
+        request.summary(),
+        shared.cassette_path.display()
+    )
+}
+
+fn replay_response(recorded: &RecordedResponse) -> Response<ResponseBody> {
+    let mut response = Response::new(match recorded.body.replay() {
+        ReplayBody::Full(bytes) => full(bytes),
+        ReplayBody::Chunks { chunks, complete } => {
+            let frames = futures_util::stream::iter(chunks.into_iter().map(|c| Ok::<_, BoxError>(Frame::data(c))));
+            if complete {
+                UnsyncBoxBody::new(StreamBody::new(frames))
+            } else {
+                // Reproduce a stream the upstream cut off: the client sees the same failure.
+                let cut = futures_util::stream::once(async { Err::<Frame<Bytes>, BoxError>("stream cut off by the upstream when it was recorded".into()) });
+                UnsyncBoxBody::new(StreamBody::new(frames.chain(cut)))
+            }
+        }
+    });
+    *response.status_mut() = StatusCode::from_u16(recorded.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    for (name, value) in &recorded.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert(OUTCOME_HEADER, HeaderValue::from_static("hit"));
+    response
+}
+
+/// Calls the upstream and streams its answer to the client chunk by chunk. When `recording`
+/// is set, a copy is kept and stored in the session *before* the client's body ends, so a
+/// test that stops right after reading the response never loses the recording.
+async fn forward(
+    shared: &Arc<Shared>,
+    upstream: &Upstream,
+    parts: &http::request::Parts,
+    rest_path: &str,
+    body: Bytes,
+    recording: Option<(String, RecordedRequest)>,
+) -> Response<ResponseBody> {
+    let summary = recording.as_ref().map_or_else(|| format!("{} {} {}", parts.method, upstream.name, rest_path), |(_, r)| r.summary());
+    let url = format!("{}{}", upstream.base_url, rest_path);
+    let target = match parts.uri.query() {
+        Some(query) => format!("{url}?{query}"),
+        None => url.clone(),
+    };
+    let fail = |shared: &Shared, error: String| {
+        shared.lock_session().upstream_failures.push(UpstreamFailure { summary: summary.clone(), url: url.clone(), error: error.clone() });
+        let message = format!("traceforge: upstream `{}` failed for {summary}: {error}", upstream.name);
+        error_response(upstream.provider, StatusCode::BAD_GATEWAY, "traceforge_upstream_error", &message)
+    };
+    let client = match shared.client() {
+        Ok(client) => client,
+        Err(error) => return fail(shared, format!("cannot build the HTTP client: {error}")),
+    };
+    let mut outgoing = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if !UNFORWARDED_REQUEST_HEADERS.contains(&name.as_str()) {
+            outgoing.append(name.clone(), value.clone());
+        }
+    }
+    let in_flight = shared.enter_in_flight();
+    let sent = client.request(parts.method.clone(), &target).headers(outgoing).body(body).send().await;
+    let upstream_response = match sent {
+        Ok(response) => response,
+        Err(error) => return fail(shared, describe_reqwest_error(&error)),
+    };
+
+    let status = upstream_response.status();
+    let mut client_headers = HeaderMap::new();
+    let mut stored_headers = std::collections::BTreeMap::new();
+    for (name, value) in upstream_response.headers() {
+        let lower = name.as_str();
+        if ["transfer-encoding", "connection", "keep-alive", "content-length"].contains(&lower) {
+            continue;
+        }
+        client_headers.append(name.clone(), value.clone());
+        let volatile = VOLATILE_RESPONSE_HEADERS.contains(&lower)
+            || lower.starts_with("cf-")
+            || lower.starts_with("x-ratelimit-")
+            || shared.settings.scrubber.is_secret_header(lower);
+        if !volatile {
+            if let Ok(text) = value.to_str() {
+                stored_headers
+                    .entry(lower.to_owned())
+                    .and_modify(|v: &mut String| {
+                        v.push_str(", ");
+                        v.push_str(text);
+                    })
+                    .or_insert_with(|| text.to_owned());
+            }
+        }
+    }
+    let content_type = stored_headers.get("content-type").cloned();
+    let recording = recording.filter(|_| shared.settings.record_errors.records(status.as_u16()));
+    let outcome = if recording.is_some() { "recorded" } else { "passthrough" };
+
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
+    let task_shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let _in_flight = in_flight;
+        let mut chunks = upstream_response.bytes_stream();
+        let mut copy: Vec<u8> = Vec::new();
+        let mut client_gone = false;
+        let mut failure = None;
+        while let Some(next) = chunks.next().await {
+            match next {
+                Ok(chunk) => {
+                    if recording.is_some() {
+                        copy.extend_from_slice(&chunk);
+                    }
+                    if !client_gone && sender.send(Ok(Frame::data(chunk))).await.is_err() {
+                        client_gone = true;
+                        if recording.is_none() {
+                            break;
+                        }
+                    }
+                }
+                Err(error) => {
+                    failure = Some(describe_reqwest_error(&error));
+                    let _ = sender.send(Err(Box::new(error))).await;
+                    break;
+                }
+            }
+        }
+        let mut session = task_shared.lock_session();
+        match recording {
+            Some((key, request)) => {
+                let body = Body::from_bytes(content_type.as_deref(), &copy, failure.is_none());
+                let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });
+                match failure {
+                    Some(error) if !streamed => session.upstream_failures.push(UpstreamFailure { summary, url, error }),
+                    _ => session.recorded.push((key, request, RecordedResponse { status: status.as_u16(), headers: stored_headers, body })),
+                }
+            }
+            None => session.passed_through += 1,
+        }
+        drop(session);
+        drop(sender); // only now does the client see the end of the body
+    });
+
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) });
+    let mut response = Response::new(UnsyncBoxBody::new(StreamBody::new(stream)));
+    *response.status_mut() = status;
+    *response.headers_mut() = client_headers;
+    response.headers_mut().insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
+    response
+}
+
+fn describe_reqwest_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_connect() {
+        "connection failed"
+    } else if error.is_timeout() {
+        "timed out"
+    } else if error.is_body() || error.is_decode() {
+        "the response body broke off"
+    } else {
+        "request failed"
+    };
+    let mut message = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+fn full(bytes: Bytes) -> ResponseBody {
+    UnsyncBoxBody::new(Full::new(bytes).map_err(|never: Infallible| match never {}))
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value, outcome: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(full(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
+    response
+}
+
+/// An error in the provider's own shape, with `x-should-retry: false` so SDKs report it at
+/// once instead of retrying.
+pub(crate) fn error_response(provider: crate::provider::Provider, status: StatusCode, kind: &str, message: &str) -> Response<ResponseBody> {
+    let body = provider.error_body(status.as_u16(), kind, message);
+    let outcome = if kind == "traceforge_cassette_miss" { "miss" } else { "error" };
+    let mut response = json_response(status, &body, outcome);
+    response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
+    response
+}

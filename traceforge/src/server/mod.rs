@@ -1,0 +1,466 @@
+//! The in-process recorder/replayer: a loopback HTTP server on its own thread and runtime (so
+//! it never depends on the test's runtime flavour), started per test and finished explicitly.
+
+mod handler;
+pub(crate) mod session;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::{oneshot, watch};
+
+pub use handler::OUTCOME_HEADER;
+
+use crate::cassette::storage::{self, SaveOptions};
+use crate::config::{self, RecordErrors, Upstream, DEFAULT_MATCH_HEADERS};
+use crate::error::{Error, Result};
+use crate::mode::Mode;
+use crate::redact::Scrubber;
+use crate::verify::{Report, VerificationFailure};
+use session::Session;
+
+/// How long `finish` waits for responses still streaming from an upstream.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(60);
+
+/// Settings that shape matching and recording.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) match_headers: Vec<String>,
+    pub(crate) scrubber: Scrubber,
+    pub(crate) record_errors: RecordErrors,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) allowed_secret_paths: Vec<String>,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// What the request handlers share with the test.
+pub(crate) struct Shared {
+    pub(crate) mode: Mode,
+    pub(crate) cassette_path: PathBuf,
+    pub(crate) upstreams: BTreeMap<String, Upstream>,
+    pub(crate) settings: Settings,
+    pub(crate) base_url: String,
+    session: Mutex<Session>,
+    client: OnceLock<std::result::Result<reqwest::Client, String>>,
+    in_flight: watch::Sender<usize>,
+}
+
+impl Shared {
+    /// The session, even if a handler panicked while holding it (its data stays consistent:
+    /// every update is a single push or increment).
+    pub(crate) fn lock_session(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The upstream client, built on first use so replay-only runs never touch TLS or the network.
+    pub(crate) fn client(&self) -> std::result::Result<&reqwest::Client, String> {
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(self.settings.connect_timeout)
+                    .no_proxy()
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Counts a forward in progress until the returned guard is dropped.
+    pub(crate) fn enter_in_flight(&self) -> InFlight {
+        self.in_flight.send_modify(|n| *n += 1);
+        InFlight(self.in_flight.clone())
+    }
+}
+
+pub(crate) struct InFlight(watch::Sender<usize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+/// Configures and starts a [`Recorder`]. The `#[traceforge::cassette]` attribute is sugar over this.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), traceforge::Error> {
+/// let recorder = traceforge::Recorder::builder()
+///     .cassette("cassettes/manual/summary.json")
+///     .upstream("openai", "https://api.openai.com/v1")
+///     .mode(traceforge::Mode::Auto)
+///     .start()?;
+/// let base_url = recorder.url("openai"); // give this to the client
+/// // ... make calls ...
+/// let report = recorder.finish().await?;
+/// println!("{} hits, {} recorded", report.hits, report.recorded);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `.start()` is called"]
+pub struct RecorderBuilder {
+    cassette: Option<PathBuf>,
+    upstreams: Vec<(String, String)>,
+    mode: Option<Mode>,
+    forced_mode: Option<Mode>,
+    settings: Settings,
+    test: Option<String>,
+    rerecord: Option<String>,
+}
+
+impl Default for RecorderBuilder {
+    fn default() -> Self {
+        RecorderBuilder {
+            cassette: None,
+            upstreams: Vec::new(),
+            mode: None,
+            forced_mode: None,
+            settings: Settings {
+                match_headers: DEFAULT_MATCH_HEADERS.iter().map(|s| s.to_string()).collect(),
+                scrubber: Scrubber::default(),
+                record_errors: RecordErrors::default(),
+                max_body_bytes: 64 * 1024 * 1024,
+                allowed_secret_paths: Vec::new(),
+                connect_timeout: Duration::from_secs(30),
+            },
+            test: None,
+            rerecord: None,
+        }
+    }
+}
+
+impl RecorderBuilder {
+    /// The cassette file. Required.
+    pub fn cassette(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cassette = Some(path.into());
+        self
+    }
+
+    /// Adds or replaces an upstream. `TRACEFORGE_UPSTREAM_<NAME>` still overrides it.
+    pub fn upstream(mut self, name: &str, base_url: &str) -> Self {
+        self.upstreams.push((name.to_owned(), base_url.to_owned()));
+        self
+    }
+
+    /// The mode when `TRACEFORGE_VCR_MODE` is not set (which would override it).
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// A mode that ignores `TRACEFORGE_VCR_MODE`: for harnesses that must test one mode.
+    pub fn force_mode(mut self, mode: Mode) -> Self {
+        self.forced_mode = Some(mode);
+        self
+    }
+
+    /// Makes a request header part of the request key (in addition to `anthropic-version` and
+    /// `openai-beta`). Secret headers are never matched on.
+    pub fn match_header(mut self, name: &str) -> Self {
+        self.settings.match_headers.push(name.to_ascii_lowercase());
+        self
+    }
+
+    /// Which error statuses get recorded (none by default).
+    pub fn record_errors(mut self, policy: RecordErrors) -> Self {
+        self.settings.record_errors = policy;
+        self
+    }
+
+    /// Treats one more header as a secret: never stored, never matched on.
+    pub fn redact_header(mut self, name: &str) -> Self {
+        self.settings.scrubber.add_header(name);
+        self
+    }
+
+    /// Accepts secret-shaped values at this JSON path of the cassette (exact, or a prefix
+    /// ending in `*`), e.g. `$.interactions[*]` is not supported but `$.interactions*` is.
+    pub fn allow_secret_path(mut self, json_path: &str) -> Self {
+        self.settings.allowed_secret_paths.push(json_path.to_owned());
+        self
+    }
+
+    /// Largest request body accepted (64 MiB by default); larger ones get a 413.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long to wait for an upstream connection (30 s by default).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// Names the test in failure messages.
+    pub fn test_name(mut self, name: &str) -> Self {
+        self.test = Some(name.to_owned());
+        self
+    }
+
+    /// The command printed after a failure to re-record this test.
+    pub fn rerecord_command(mut self, command: &str) -> Self {
+        self.rerecord = Some(command.to_owned());
+        self
+    }
+
+    /// Resolves the mode and upstreams, loads the cassette and starts the loopback server.
+    ///
+    /// Fails on an invalid mode or upstream, and on a cassette that exists but cannot be read:
+    /// a corrupt cassette is reported and never overwritten.
+    pub fn start(self) -> Result<Recorder> {
+        let mode = match self.forced_mode {
+            Some(mode) => mode,
+            None => Mode::resolve(self.mode)?,
+        };
+        let cassette_path = self.cassette.unwrap_or_else(|| PathBuf::from("cassettes/traceforge.json"));
+        let upstreams = config::resolve_upstreams(&self.upstreams)?;
+        let baseline = if mode == Mode::Off { None } else { storage::load(&cassette_path)? };
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Server { source })?;
+        listener.set_nonblocking(true).map_err(|source| Error::Server { source })?;
+        let address = listener.local_addr().map_err(|source| Error::Server { source })?;
+
+        let (in_flight, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            mode,
+            cassette_path,
+            upstreams,
+            settings: self.settings,
+            base_url: format!("http://{address}"),
+            session: Mutex::new(Session::new(baseline)),
+            client: OnceLock::new(),
+            in_flight,
+        });
+        let (shutdown, shutdown_signal) = oneshot::channel();
+        let (stopped_signal, stopped) = oneshot::channel();
+        let server_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name(format!("traceforge-{}", address.port()))
+            .spawn(move || {
+                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    runtime.block_on(serve(listener, server_shared, shutdown_signal));
+                }
+                let _ = stopped_signal.send(());
+            })
+            .map_err(|source| Error::Server { source })?;
+
+        let rerecord = self.rerecord.unwrap_or_else(|| {
+            format!("TRACEFORGE_VCR_MODE=record cargo test   # then commit {}", shared.cassette_path.display())
+        });
+        Ok(Recorder { cassette: Cassette { shared }, shutdown: Some(shutdown), stopped: Some(stopped), test: self.test, rerecord })
+    }
+}
+
+async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut shutdown: oneshot::Receiver<()>) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its headers must not hold a connection forever.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = Arc::clone(&shared);
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| handler::handle(Arc::clone(&shared), request));
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        }
+    }
+}
+
+/// How the test body ended, which decides whether the cassette may be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The body returned normally (or `Ok`): the cassette may be saved.
+    Passed,
+    /// The body panicked or returned `Err`: nothing is written.
+    Failed,
+}
+
+/// The handle a test uses: where to point its clients, and what the recorder is doing.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Cassette {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Cassette {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cassette")
+            .field("path", &self.shared.cassette_path)
+            .field("mode", &self.shared.mode)
+            .field("base_url", &self.shared.base_url)
+            .finish()
+    }
+}
+
+impl Cassette {
+    /// The base URL to give a client for upstream `name`, e.g. `http://127.0.0.1:41234/openai`.
+    ///
+    /// # Panics
+    /// When `name` is not a configured upstream: a mistake in the test itself, reported with
+    /// the list of configured names. Use [`Cassette::try_url`] to handle it instead.
+    pub fn url(&self, name: &str) -> String {
+        match self.try_url(name) {
+            Ok(url) => url,
+            Err(error) => panic!("{error}"),
+        }
+    }
+
+    /// The base URL for upstream `name`, or an error naming the configured upstreams.
+    pub fn try_url(&self, name: &str) -> Result<String> {
+        let lower = name.to_ascii_lowercase();
+        if self.shared.upstreams.contains_key(&lower) {
+            Ok(format!("{}/{lower}", self.shared.base_url))
+        } else {
+            Err(Error::UnknownUpstream {
+                name: name.to_owned(),
+                known: self.shared.upstreams.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+        }
+    }
+
+    /// The recorder's own address, `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// The cassette file.
+    pub fn path(&self) -> &Path {
+        &self.shared.cassette_path
+    }
+
+    /// The mode in force.
+    pub fn mode(&self) -> Mode {
+        self.shared.mode
+    }
+}
+
+/// A running recorder. Finish it with [`Recorder::finish`] to verify and save; dropping it
+/// without finishing stops the server and writes nothing.
+#[must_use = "a recorder must be finished with `.finish().await` to verify and save its cassette"]
+pub struct Recorder {
+    cassette: Cassette,
+    shutdown: Option<oneshot::Sender<()>>,
+    stopped: Option<oneshot::Receiver<()>>,
+    test: Option<String>,
+    rerecord: String,
+}
+
+impl std::ops::Deref for Recorder {
+    type Target = Cassette;
+
+    fn deref(&self) -> &Cassette {
+        &self.cassette
+    }
+}
+
+impl Recorder {
+    /// A builder with the built-in upstreams and default settings.
+    pub fn builder() -> RecorderBuilder {
+        RecorderBuilder::default()
+    }
+
+    /// A handle for the test body.
+    pub fn cassette(&self) -> Cassette {
+        self.cassette.clone()
+    }
+
+    /// Finishes a run whose test passed: see [`Recorder::finish_with`].
+    pub async fn finish(self) -> Result<Report> {
+        self.finish_with(Outcome::Passed).await
+    }
+
+    /// Stops the server, checks the run against its mode and, if the test passed and the mode
+    /// writes, saves the cassette. Returns the report, or the failure to show the test's author.
+    pub async fn finish_with(mut self, outcome: Outcome) -> Result<Report> {
+        let shared = Arc::clone(&self.cassette.shared);
+        // Let responses still streaming from an upstream land in the session first.
+        let mut in_flight = shared.in_flight.subscribe();
+        let _ = tokio::time::timeout(IN_FLIGHT_GRACE, in_flight.wait_for(|n| *n == 0)).await;
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(stopped) = self.stopped.take() {
+            stopped.await.map_err(|_| Error::RecorderStopped { path: shared.cassette_path.clone() })?;
+        }
+
+        let mode = shared.mode;
+        let (mut report, failure) = {
+            let mut session = shared.lock_session();
+            session.explain_misses();
+            let unused = if mode == Mode::Strict && outcome == Outcome::Passed { session.unused() } else { Vec::new() };
+            let misses = if matches!(mode, Mode::Replay | Mode::Strict) { session.misses.clone() } else { Vec::new() };
+            let failure = VerificationFailure {
+                cassette: shared.cassette_path.clone(),
+                mode,
+                test: self.test.clone(),
+                misses,
+                unused: unused.clone(),
+                upstream_failures: session.upstream_failures.clone(),
+                rerecord: self.rerecord.clone(),
+            };
+            let report = Report {
+                cassette: shared.cassette_path.clone(),
+                mode,
+                hits: session.hits,
+                misses: session.misses.len(),
+                recorded: session.recorded.len(),
+                passed_through: session.passed_through,
+                unused: if mode == Mode::Strict { unused } else { session.unused() },
+                saved: false,
+            };
+            (report, failure)
+        };
+        if !failure.misses.is_empty() || !failure.unused.is_empty() || !failure.upstream_failures.is_empty() {
+            return Err(Error::Verification(Box::new(failure)));
+        }
+        if outcome == Outcome::Passed && mode.writes() && report.recorded > 0 {
+            let save_shared = Arc::clone(&shared);
+            let save = move || {
+                let options = SaveOptions { allowed_secret_paths: save_shared.settings.allowed_secret_paths.clone() };
+                let session = save_shared.lock_session();
+                storage::save(&save_shared.cassette_path, &options, |on_disk| session.merge(mode, on_disk)).map(|_| ())
+            };
+            // Saving blocks on a file lock; keep it off the async worker when we can.
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => handle
+                    .spawn_blocking(save)
+                    .await
+                    .map_err(|_| Error::RecorderStopped { path: shared.cassette_path.clone() })??,
+                Err(_) => save()?,
+            }
+            report.saved = true;
+        }
+        Ok(report)
+    }
+
+    /// The recorder's address, for logging.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.cassette.shared.base_url.trim_start_matches("http://").parse().ok()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // Stop the server; never write from here (a failing test must not save).
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Streamed bodies: server-sent events and newline-delimited JSON, parsed into events for the
+//! cassette and written back event by event, with the framing the client saw.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One server-sent event. `data` holds the payload when it is JSON (stored as structure, so
+/// diffs stay readable); `text` holds it otherwise (e.g. OpenAI's `[DONE]`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SseEvent {
+    /// The `event:` field, e.g. Anthropic's `content_block_delta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The `id:` field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The `retry:` field, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<u64>,
+    /// The payload, when it parses as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// The payload, when it is not JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl SseEvent {
+    /// The event's payload as the client receives it.
+    pub fn payload(&self) -> String {
+        match (&self.data, &self.text) {
+            (Some(data), _) => data.to_string(),
+            (None, Some(text)) => text.clone(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// Parses a complete or cut-off SSE body. Returns the events and whether bytes of an
+/// unterminated final event were left over (a stream cut off mid-event).
+pub fn parse_sse(body: &[u8]) -> (Vec<SseEvent>, bool) {
+    let text = String::from_utf8_lossy(body);
+    let mut events = Vec::new();
+    let mut current = SseEvent::default();
+    let mut data_lines: Vec<&str> = Vec::new();
+    let mut has_fields = false;
+    let mut lines = text.split('\n').peekable();
+    let mut leftover = false;
+    while let Some(raw) = lines.next() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let is_last = lines.peek().is_none();
+        if is_last {
+            // Text after the final newline is an event cut off in the middle of a line.
+            leftover = !line.is_empty() || has_fields;
+            break;
+        }
+        if line.is_empty() {
+            if has_fields {
+                finish_event(&mut current, &mut data_lines, &mut events);
+                has_fields = false;
+            }
+            continue;
+        }
+        if line.starts_with(':') {
+            continue; // a comment, such as a keep-alive
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line, ""),
+        };
+        has_fields = true;
+        match field {
+            "event" => current.event = Some(value.to_owned()),
+            "data" => data_lines.push(value),
+            "id" => current.id = Some(value.to_owned()),
+            "retry" => current.retry = value.parse().ok(),
+            _ => {}
+        }
+    }
+    (events, leftover)
+}
+
+fn finish_event<'a>(current: &mut SseEvent, data_lines: &mut Vec<&'a str>, events: &mut Vec<SseEvent>) {
+    let mut event = std::mem::take(current);
+    if !data_lines.is_empty() {
+        let payload = data_lines.join("\n");
+        match serde_json::from_str::<Value>(&payload) {
+            Ok(value) if payload.trim_start().starts_with(['{', '[']) => event.data = Some(value),
+            _ => event.text = Some(payload),
+        }
+    }
+    data_lines.clear();
+    events.push(event);
+}
+
+/// One event in SSE framing, ending with the blank line that dispatches it.
+pub fn encode_sse(event: &SseEvent) -> Bytes {
+    let mut out = String::new();
+    if let Some(name) = &event.event {
+        out.push_str("event: ");
+        out.push_str(name);
+        out.push('\n');
+    }
+    if let Some(id) = &event.id {
+        out.push_str("id: ");
+        out.push_str(id);
+        out.push('\n');
+    }
+    if let Some(retry) = event.retry {
+        out.push_str(&format!("retry: {retry}\n"));
+    }
+    if event.data.is_some() || event.text.is_some() {
+        for line in event.payload().split('\n') {
+            out.push_str("data: ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+/// Parses newline-delimited JSON. Lines that are not JSON are kept as strings. Returns whether
+/// an unterminated final line was left over.
+pub fn parse_ndjson(body: &[u8]) -> (Vec<Value>, bool) {
+    let text = String::from_utf8_lossy(body);
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    let last = lines.pop().unwrap_or_default();
+    let values = lines
+        .into_iter()
+        .map(|line| line.strip_suffix('\r').unwrap_or(line))
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| Value::String(line.to_owned())))
+        .collect();
+    (values, !last.trim().is_empty())
+}
+
+/// One NDJSON line with its newline.
+pub fn encode_ndjson(line: &Value) -> Bytes {
+    let mut out = match line {
+        Value::String(text) => text.clone().into_bytes(),
+        other => serde_json::to_vec(other).unwrap_or_default(),
+    };
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_openai_and_anthropic_framing() {
+        let body = b"event: message_start\ndata: {\"type\":\"message_start\"}\n\n: ping\n\ndata: {\"a\":1}\r\n\r\ndata: [DONE]\n\n";
+        let (events, leftover) = parse_sse(body);
+        assert!(!leftover);
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].event.as_deref(), Some("message_start"));
+        assert_eq!(events[1].data, Some(json!({"a": 1})));
+        assert_eq!(events[2].text.as_deref(), Some("[DONE]"));
+    }
+
+    #[test]
+    fn a_cut_off_event_is_reported_and_not_kept() {
+        let (events, leftover) = parse_sse(b"data: {\"a\":1}\n\ndata: {\"b\"");
+        assert_eq!(events.len(), 1);
+        assert!(leftover);
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let (events, _) = parse_sse(b"event: e\nid: 7\ndata: line1\ndata: line2\n\ndata: {\"x\":[1,2]}\n\n");
+        let encoded: Vec<u8> = events.iter().flat_map(|e| encode_sse(e).to_vec()).collect();
+        let (again, leftover) = parse_sse(&encoded);
+        assert!(!leftover);
+        assert_eq!(again, events);
+        assert_eq!(again[0].text.as_deref(), Some("line1\nline2"));
+    }
+
+    #[test]
+    fn ndjson_lines() {
+        let (lines, leftover) = parse_ndjson(b"{\"a\":1}\n{\"done\":true}\n");
+        assert_eq!(lines, vec![json!({"a": 1}), json!({"done": true})]);
+        assert!(!leftover);
+        assert!(parse_ndjson(b"{\"a\":1}\n{\"do").1);
+    }
+}

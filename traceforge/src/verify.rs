@@ -1,0 +1,170 @@
+//! What a finished test is told: the report of a recorder's run, and, when the run broke the
+//! rules of its mode, a failure message that says what differed and how to fix it.
+
+use std::fmt::{self, Write as _};
+use std::path::PathBuf;
+
+use crate::cassette::RecordedRequest;
+use crate::miss::{render_differences, Nearest};
+use crate::mode::Mode;
+
+/// What a recorder did during one test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// The cassette file.
+    pub cassette: PathBuf,
+    /// The mode the recorder ran in.
+    pub mode: Mode,
+    /// Requests answered from the cassette.
+    pub hits: usize,
+    /// Requests that found no recording (served an error in replay and strict).
+    pub misses: usize,
+    /// Responses recorded from the upstream in this run.
+    pub recorded: usize,
+    /// Requests passed to the upstream without recording (mode `off`, or an error status).
+    pub passed_through: usize,
+    /// Recorded interactions this run did not use up.
+    pub unused: Vec<Unused>,
+    /// Whether the cassette file was written.
+    pub saved: bool,
+}
+
+/// A recorded interaction with responses the test did not ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unused {
+    /// `POST openai /embeddings`.
+    pub summary: String,
+    /// The interaction's key.
+    pub key: String,
+    /// How many responses were recorded for it.
+    pub recorded: usize,
+    /// How many of them this run used.
+    pub used: usize,
+}
+
+/// Why a request found nothing to replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MissKind {
+    /// The cassette file does not exist.
+    NoCassette,
+    /// No recorded request has this key.
+    NotRecorded,
+    /// The request is recorded, but the test called it more often than it was recorded.
+    Exhausted {
+        /// How often this run made the request (including this call).
+        calls: usize,
+        /// How many responses the cassette holds for it.
+        recorded: usize,
+    },
+}
+
+/// A request that found nothing to replay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Miss {
+    /// The request, in canonical form.
+    pub request: RecordedRequest,
+    /// Its key.
+    pub key: String,
+    /// Why it missed.
+    pub kind: MissKind,
+    /// The closest recorded request, when there is one.
+    pub nearest: Option<Nearest>,
+}
+
+/// An upstream that could not be reached or broke off while recording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamFailure {
+    /// `POST openai /chat/completions`.
+    pub summary: String,
+    /// The URL that was called (without its query, which may hold a key).
+    pub url: String,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// The failure of a run that broke its mode's rules: misses in `replay` or `strict`, unused
+/// recordings in `strict`, or upstream failures while recording.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerificationFailure {
+    /// The cassette file.
+    pub cassette: PathBuf,
+    /// The mode of the run.
+    pub mode: Mode,
+    /// The test, when known (`module::name`).
+    pub test: Option<String>,
+    /// Requests that found no recording.
+    pub misses: Vec<Miss>,
+    /// Recorded interactions left unused (strict only).
+    pub unused: Vec<Unused>,
+    /// Upstream calls that failed.
+    pub upstream_failures: Vec<UpstreamFailure>,
+    /// The command that re-records this test.
+    pub rerecord: String,
+}
+
+impl fmt::Display for VerificationFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        let test = self.test.as_deref().map(|t| format!(" for `{t}`")).unwrap_or_default();
+        let _ = writeln!(out, "traceforge: cassette check failed{test} (mode: {})", self.mode);
+        let _ = writeln!(out, "cassette: {}", self.cassette.display());
+        if !self.misses.is_empty() {
+            let _ = writeln!(out, "\n{} request(s) had no recording:", self.misses.len());
+            for miss in &self.misses {
+                let _ = writeln!(out, "  {} (key {})", miss.request.summary(), short(&miss.key));
+                match &miss.kind {
+                    MissKind::NoCassette => {
+                        let _ = writeln!(out, "    the cassette file does not exist: record it first");
+                    }
+                    MissKind::Exhausted { calls, recorded } => {
+                        let _ = writeln!(
+                            out,
+                            "    matched a recording, but it was called {calls} time(s) and recorded {recorded} time(s)"
+                        );
+                    }
+                    MissKind::NotRecorded => match &miss.nearest {
+                        Some(nearest) => {
+                            let _ = writeln!(
+                                out,
+                                "    nearest recorded request: interactions[{}] {} (key {}), which differs in:",
+                                nearest.index,
+                                nearest.summary,
+                                short(&nearest.key)
+                            );
+                            out.push_str(&render_differences(&nearest.differences, "      "));
+                        }
+                        None => {
+                            let _ = writeln!(out, "    the cassette holds no recorded requests");
+                        }
+                    },
+                }
+            }
+        }
+        if !self.unused.is_empty() {
+            let _ = writeln!(out, "\n{} recorded interaction(s) were not used:", self.unused.len());
+            for unused in &self.unused {
+                let _ = writeln!(
+                    out,
+                    "  {} (key {}): used {} of {} recorded response(s)",
+                    unused.summary,
+                    short(&unused.key),
+                    unused.used,
+                    unused.recorded
+                );
+            }
+        }
+        if !self.upstream_failures.is_empty() {
+            let _ = writeln!(out, "\n{} upstream call(s) failed:", self.upstream_failures.len());
+            for failure in &self.upstream_failures {
+                let _ = writeln!(out, "  {} -> {}: {}", failure.summary, failure.url, failure.error);
+            }
+        }
+        let _ = writeln!(out, "\nTo re-record this test, run:\n  {}", self.rerecord);
+        f.write_str(out.trim_end())
+    }
+}
+
+fn short(key: &str) -> &str {
+    key.get(..12).unwrap_or(key)
+}

@@ -12,7 +12,6 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 /// The fake server. Dropping it shuts it down.
 pub struct FakeOpenAi {
     server: MockServer,
-    counter: Arc<AtomicUsize>,
 }
 
 impl FakeOpenAi {
@@ -27,7 +26,7 @@ impl FakeOpenAi {
             .mount(&server)
             .await;
         Mock::given(method("POST")).and(path("/v1/embeddings")).respond_with(embeddings).mount(&server).await;
-        FakeOpenAi { server, counter }
+        FakeOpenAi { server }
     }
 
     /// The base URL an OpenAI client would use: `http://127.0.0.1:<port>/v1`.

@@ -1,0 +1,110 @@
+//! The `#[traceforge::cassette]` attribute as a user writes it. These tests replay the cassettes
+//! committed under `cassettes/attribute/`, so `TRACEFORGE_VCR_MODE=strict cargo test` passes
+//! offline on a fresh clone. They were recorded against `examples/fake_upstream.rs`:
+//! `TRACEFORGE_UPSTREAM_OPENAI=<its URL> TRACEFORGE_VCR_MODE=record cargo test --test attribute`.
+
+mod support;
+
+use async_openai::config::OpenAIConfig;
+use async_openai::types::chat::{ChatCompletionRequestUserMessageArgs, CreateChatCompletionRequestArgs};
+use serde_json::{json, Value};
+use traceforge::Cassette;
+
+fn openai(tf: &Cassette) -> async_openai::Client<OpenAIConfig> {
+    let key = std::env::var("OPENAI_API_KEY").unwrap_or_else(|_| "unused-when-replaying".to_owned());
+    async_openai::Client::with_config(OpenAIConfig::new().with_api_base(tf.url("openai")).with_api_key(key))
+}
+
+async fn ask(tf: &Cassette, question: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let request = CreateChatCompletionRequestArgs::default()
+        .model("gpt-4o-mini")
+        .temperature(0.0)
+        .messages(vec![ChatCompletionRequestUserMessageArgs::default().content(question).build()?.into()])
+        .build()?;
+    let response = openai(tf).chat().create(request).await?;
+    Ok(response.choices.first().and_then(|c| c.message.content.clone()).unwrap_or_default())
+}
+
+#[traceforge::cassette]
+async fn answers_in_french(tf: Cassette) {
+    let answer = ask(&tf, "What is the capital of France? Answer in French.").await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(answer.contains("Paris"), "{answer}");
+    assert!(tf.path().ends_with("cassettes/attribute/answers_in_french.json"), "{}", tf.path().display());
+}
+
+#[traceforge::cassette]
+async fn returns_a_result(tf: Cassette) -> Result<(), Box<dyn std::error::Error>> {
+    let answer = ask(&tf, "Summarise what makes Rust memory safe.").await?;
+    assert!(answer.contains("ownership"), "{answer}");
+    Ok(())
+}
+
+#[traceforge::cassette]
+#[tokio::test]
+async fn composes_with_tokio_test(tf: Cassette) {
+    let body: Value = reqwest::Client::new()
+        .post(format!("{}/embeddings", tf.url("openai")))
+        .json(&json!({"model": "text-embedding-3-small", "input": "ownership and borrowing"}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let vector: Vec<f64> = body["data"][0]["embedding"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+    assert_eq!(vector.len(), 8);
+    assert!((vector.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-3);
+}
+
+#[traceforge::cassette(flavor = "multi_thread", name = "capital_question")]
+async fn named_cassette_on_a_multi_thread_runtime(tf: Cassette) {
+    assert!(tf.path().ends_with("cassettes/attribute/capital_question.json"));
+    // Two calls at once: the recorder serves them concurrently.
+    let (a, b) = tokio::join!(ask(&tf, "What is the capital of France?"), ask(&tf, "Say hello [count]"));
+    assert_eq!(a.unwrap_or_else(|e| panic!("{e}")), "The capital of France is Paris.");
+    assert!(b.unwrap_or_else(|e| panic!("{e}")).starts_with("This is answer number"));
+}
+
+#[traceforge::cassette]
+async fn takes_no_argument() {
+    // No calls, no cassette file: passes in every mode.
+}
+
+/// A panicking body must leave its cassette byte-identical, whatever the mode: this drives the
+/// very code the attribute expands to, on a copy of a committed cassette.
+#[test]
+fn a_panicking_body_leaves_the_cassette_untouched() {
+    let dir = support::scratch();
+    let path = dir.path().join("copy.json");
+    let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/cassettes/examples/quickstart.json");
+    std::fs::copy(committed, &path).unwrap_or_else(|e| panic!("{e}"));
+    let before = std::fs::read(&path).unwrap_or_default();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let fake = runtime.block_on(support::fake_openai::FakeOpenAi::start());
+    let upstreams: &'static [(&'static str, &'static str)] = Box::leak(Box::new([("openai", &*Box::leak(fake.base_url().into_boxed_str()))]));
+    let options = traceforge::__private::TestOptions {
+        upstreams,
+        path: Some(Box::leak(path.display().to_string().into_boxed_str())),
+        ..Default::default()
+    };
+    let meta = traceforge::__private::TestMeta {
+        manifest_dir: env!("CARGO_MANIFEST_DIR"),
+        module_path: module_path!(),
+        test_name: "a_panicking_body_leaves_the_cassette_untouched",
+        package: env!("CARGO_PKG_NAME"),
+        crate_name: env!("CARGO_CRATE_NAME"),
+    };
+    let outcome = std::panic::catch_unwind(|| {
+        traceforge::__private::run_test(meta, options, |tf| async move {
+            let _ = ask(&tf, "What is the capital of France? Answer in French, in one sentence.").await;
+            let _ = ask(&tf, "A question that was never recorded").await;
+            panic!("the body fails on purpose");
+            #[allow(unreachable_code)]
+            ()
+        })
+    });
+    assert!(outcome.is_err(), "the panic must reach the test harness");
+    assert_eq!(std::fs::read(&path).unwrap_or_default(), before);
+}

@@ -384,3 +384,23 @@ fn recorders_in_parallel_threads_keep_their_own_cassettes() {
         assert!(thread.join().is_ok());
     }
 }
+
+#[tokio::test]
+async fn concurrent_savers_of_one_cassette_merge_instead_of_losing_work() {
+    let dir = scratch();
+    let path = cassette_in(&dir, "shared");
+    let fake = FakeOpenAi::start().await;
+    // Both load the (missing) cassette before either saves: the second save must merge.
+    let first = recorder(&path, Mode::Auto, &fake.base_url());
+    let second = recorder(&path, Mode::Auto, &fake.base_url());
+    for (rec, prompt) in [(&first, "from the first"), (&second, "from the second")] {
+        post(&format!("{}/chat/completions", rec.url("openai")), &chat_request(prompt)).await;
+    }
+    finish_ok(first).await;
+    finish_ok(second).await;
+    let rec = recorder(&path, Mode::Strict, NOWHERE);
+    for prompt in ["from the first", "from the second"] {
+        assert_eq!(post(&format!("{}/chat/completions", rec.url("openai")), &chat_request(prompt)).await.0, 200);
+    }
+    finish_ok(rec).await;
+}

@@ -22,7 +22,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The only change a test makes to its client: the base URL points at the recorder.
     let api_key = std::env::var("OPENAI_API_KEY").unwrap_or_else(|_| "unused-when-replaying".to_owned());
-    let client = async_openai::Client::with_config(OpenAIConfig::new().with_api_base(recorder.url("openai")).with_api_key(api_key));
+    let client = async_openai::Client::with_config(
+        OpenAIConfig::new().with_api_base(recorder.url("openai")).with_api_key(api_key),
+    );
 
     let question = "What is the capital of France? Answer in French, in one sentence.";
     let request = CreateChatCompletionRequestArgs::default()

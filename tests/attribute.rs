@@ -52,7 +52,10 @@ async fn composes_with_tokio_test(tf: Cassette) {
         .json()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let vector: Vec<f64> = body["data"][0]["embedding"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+    let vector: Vec<f64> = body["data"][0]["embedding"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
     assert_eq!(vector.len(), 8);
     assert!((vector.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-3);
 }
@@ -83,7 +86,8 @@ fn a_panicking_body_leaves_the_cassette_untouched() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let fake = runtime.block_on(support::fake_openai::FakeOpenAi::start());
-    let upstreams: &'static [(&'static str, &'static str)] = Box::leak(Box::new([("openai", &*Box::leak(fake.base_url().into_boxed_str()))]));
+    let upstreams: &'static [(&'static str, &'static str)] =
+        Box::leak(Box::new([("openai", &*Box::leak(fake.base_url().into_boxed_str()))]));
     let options = traceforge::__private::TestOptions {
         upstreams,
         path: Some(Box::leak(path.display().to_string().into_boxed_str())),

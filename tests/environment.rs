@@ -27,7 +27,14 @@ async fn environment_variables_override_code_and_ci_defaults_to_strict() {
 
     // Defaults: auto on a developer machine, strict on CI; "false", "0" and "" are not CI.
     set(traceforge::MODE_ENV, None);
-    for (ci, expected) in [(None, Mode::Auto), (Some("true"), Mode::Strict), (Some("1"), Mode::Strict), (Some("false"), Mode::Auto), (Some("0"), Mode::Auto), (Some(""), Mode::Auto)] {
+    for (ci, expected) in [
+        (None, Mode::Auto),
+        (Some("true"), Mode::Strict),
+        (Some("1"), Mode::Strict),
+        (Some("false"), Mode::Auto),
+        (Some("0"), Mode::Auto),
+        (Some(""), Mode::Auto),
+    ] {
         set("CI", ci);
         assert_eq!(start(None).ok(), Some(expected), "CI={ci:?}");
     }
@@ -37,11 +44,19 @@ async fn environment_variables_override_code_and_ci_defaults_to_strict() {
     set(traceforge::MODE_ENV, Some("Replay"));
     assert_eq!(start(Some(Mode::Record)).ok(), Some(Mode::Replay));
     // force_mode ignores the environment, for harnesses that test one mode.
-    assert_eq!(Recorder::builder().cassette(&path).force_mode(Mode::Off).start().map(|r| r.mode()).ok(), Some(Mode::Off));
+    assert_eq!(
+        Recorder::builder().cassette(&path).force_mode(Mode::Off).start().map(|r| r.mode()).ok(),
+        Some(Mode::Off)
+    );
 
     set(traceforge::MODE_ENV, Some("recrod"));
     let message = start(None).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("`recrod`") && message.contains("off, record, replay, auto, strict") && message.contains("TRACEFORGE_VCR_MODE"), "{message}");
+    assert!(
+        message.contains("`recrod`")
+            && message.contains("off, record, replay, auto, strict")
+            && message.contains("TRACEFORGE_VCR_MODE"),
+        "{message}"
+    );
     set(traceforge::MODE_ENV, None);
     set("CI", None);
 
@@ -74,8 +89,12 @@ async fn environment_variables_override_code_and_ci_defaults_to_strict() {
     set("TRACEFORGE_UPSTREAM_LOCAL_LLM", None);
 
     // TRACEFORGE_CASSETTE_DIR moves the cassette root, relative to the crate.
-    assert!(config::default_cassette_path("/crate", "tests_chat::french", "asks").ends_with("cassettes/tests_chat/french/asks.json"));
+    assert!(config::default_cassette_path("/crate", "tests_chat::french", "asks")
+        .ends_with("cassettes/tests_chat/french/asks.json"));
     set(config::CASSETTE_DIR_ENV, Some("recordings"));
-    assert_eq!(config::default_cassette_path("/crate", "chat", "asks"), std::path::PathBuf::from("/crate/recordings/chat/asks.json"));
+    assert_eq!(
+        config::default_cassette_path("/crate", "chat", "asks"),
+        std::path::PathBuf::from("/crate/recordings/chat/asks.json")
+    );
     set(config::CASSETTE_DIR_ENV, None);
 }

@@ -50,7 +50,8 @@ async fn records_then_replays_strictly_with_the_upstream_gone() {
     let fake = FakeOpenAi::start().await;
 
     let rec = recorder(&path, Mode::Record, &fake.base_url());
-    let (status, recorded, headers) = post(&format!("{}/chat/completions", rec.url("openai")), &chat_request("What is the capital of France?")).await;
+    let (status, recorded, headers) =
+        post(&format!("{}/chat/completions", rec.url("openai")), &chat_request("What is the capital of France?")).await;
     assert_eq!(status, 200);
     assert_eq!(headers.get(traceforge::OUTCOME_HEADER).map(|v| v.as_bytes()), Some(&b"recorded"[..]));
     let report = finish_ok(rec).await;
@@ -65,14 +66,20 @@ async fn records_then_replays_strictly_with_the_upstream_gone() {
     assert_eq!(interaction["request"]["upstream"], "openai");
     // JSON bodies are stored as JSON, not as escaped strings.
     assert_eq!(interaction["request"]["body"]["json"]["messages"][0]["content"], "What is the capital of France?");
-    assert_eq!(interaction["responses"][0]["body"]["json"]["choices"][0]["message"]["content"], "The capital of France is Paris.");
+    assert_eq!(
+        interaction["responses"][0]["body"]["json"]["choices"][0]["message"]["content"],
+        "The capital of France is Paris."
+    );
     assert_eq!(interaction["responses"][0]["headers"], json!({"content-type": "application/json"}));
-    for forbidden in ["SECRETSECRET", "x-request-id", "openai-processing-ms", "org-fake", "cf-ray", "x-ratelimit", "date"] {
+    for forbidden in
+        ["SECRETSECRET", "x-request-id", "openai-processing-ms", "org-fake", "cf-ray", "x-ratelimit", "date"]
+    {
         assert!(!text.contains(forbidden), "the cassette must not hold `{forbidden}`:\n{text}");
     }
 
     let rec = recorder(&path, Mode::Strict, NOWHERE);
-    let (status, replayed, headers) = post(&format!("{}/chat/completions", rec.url("openai")), &chat_request("What is the capital of France?")).await;
+    let (status, replayed, headers) =
+        post(&format!("{}/chat/completions", rec.url("openai")), &chat_request("What is the capital of France?")).await;
     assert_eq!(status, 200);
     assert_eq!(replayed, recorded);
     assert_eq!(headers.get(traceforge::OUTCOME_HEADER).map(|v| v.as_bytes()), Some(&b"hit"[..]));
@@ -87,7 +94,9 @@ async fn async_openai_records_and_replays_chat_and_embeddings() {
     use async_openai::types::embeddings::CreateEmbeddingRequestArgs;
 
     async fn run(base: String) -> (String, Vec<f32>) {
-        let client = async_openai::Client::with_config(OpenAIConfig::new().with_api_base(base).with_api_key("sk-test-not-a-real-key"));
+        let client = async_openai::Client::with_config(
+            OpenAIConfig::new().with_api_base(base).with_api_key("sk-test-not-a-real-key"),
+        );
         let message = ChatCompletionRequestUserMessageArgs::default()
             .content("Summarise why Rust is memory safe.")
             .build()
@@ -131,7 +140,11 @@ async fn a_changed_prompt_fails_strict_with_a_diff_and_the_fix() {
     let fake = FakeOpenAi::start().await;
     let long_context = "Background: ".to_owned() + &"lorem ipsum ".repeat(40);
     let rec = recorder(&path, Mode::Record, &fake.base_url());
-    post(&format!("{}/chat/completions", rec.url("openai")), &chat_request(&format!("{long_context} Answer in French."))).await;
+    post(
+        &format!("{}/chat/completions", rec.url("openai")),
+        &chat_request(&format!("{long_context} Answer in French.")),
+    )
+    .await;
     finish_ok(rec).await;
 
     let rec = Recorder::builder()
@@ -142,7 +155,11 @@ async fn a_changed_prompt_fails_strict_with_a_diff_and_the_fix() {
         .rerecord_command("TRACEFORGE_VCR_MODE=record cargo test -p app --test prompts -- french --exact")
         .start()
         .unwrap_or_else(|e| panic!("{e}"));
-    let (status, body, _) = post(&format!("{}/chat/completions", rec.url("openai")), &chat_request(&format!("{long_context} Answer in German."))).await;
+    let (status, body, _) = post(
+        &format!("{}/chat/completions", rec.url("openai")),
+        &chat_request(&format!("{long_context} Answer in German.")),
+    )
+    .await;
     // The client sees a non-retryable 4xx in OpenAI's error shape.
     assert_eq!(status, 404);
     assert_eq!(body["error"]["type"], "traceforge_cassette_miss");
@@ -226,7 +243,11 @@ async fn recording_twice_gives_a_byte_identical_file() {
     for _ in 0..2 {
         let rec = recorder(&path, Mode::Record, &fake.base_url());
         post(&format!("{}/chat/completions", rec.url("openai")), &chat_request("What is the capital of France?")).await;
-        post(&format!("{}/embeddings", rec.url("openai")), &json!({"model": "text-embedding-3-small", "input": ["a", "b"]})).await;
+        post(
+            &format!("{}/embeddings", rec.url("openai")),
+            &json!({"model": "text-embedding-3-small", "input": ["a", "b"]}),
+        )
+        .await;
         finish_ok(rec).await;
         versions.push(std::fs::read(&path).unwrap_or_default());
     }
@@ -316,7 +337,9 @@ async fn a_secret_in_a_response_refuses_the_write() {
     use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
     let upstream = MockServer::start().await;
     Mock::given(any())
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"created_key": "sk-proj-LEAKEDLEAKEDLEAKEDLEAKED99"})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"created_key": "sk-proj-LEAKEDLEAKEDLEAKEDLEAKED99"})),
+        )
         .mount(&upstream)
         .await;
     let dir = scratch();
@@ -365,14 +388,19 @@ fn recorders_in_parallel_threads_keep_their_own_cassettes() {
             let path = cassette_in(&dir, &format!("thread-{i}"));
             let base = base.clone();
             std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap_or_else(|e| panic!("{e}"));
                 runtime.block_on(async {
                     let prompt = format!("thread {i}");
                     let rec = recorder(&path, Mode::Record, &base);
-                    let recorded = post(&format!("{}/chat/completions", rec.url("openai")), &chat_request(&prompt)).await.1;
+                    let recorded =
+                        post(&format!("{}/chat/completions", rec.url("openai")), &chat_request(&prompt)).await.1;
                     finish_ok(rec).await;
                     let rec = recorder(&path, Mode::Strict, NOWHERE);
-                    let replayed = post(&format!("{}/chat/completions", rec.url("openai")), &chat_request(&prompt)).await.1;
+                    let replayed =
+                        post(&format!("{}/chat/completions", rec.url("openai")), &chat_request(&prompt)).await.1;
                     finish_ok(rec).await;
                     assert_eq!(recorded, replayed);
                     assert_eq!(replayed["choices"][0]["message"]["content"], format!("You said: {prompt}"));

@@ -71,20 +71,19 @@ impl TestMeta {
         } else {
             format!("--test {}", self.crate_name)
         };
-        format!(
-            "TRACEFORGE_VCR_MODE=record cargo test -p {} {target} -- {} --exact",
-            self.package,
-            self.test_path()
-        )
+        format!("TRACEFORGE_VCR_MODE=record cargo test -p {} {target} -- {} --exact", self.package, self.test_path())
     }
 }
 
 fn start(meta: &TestMeta, options: &TestOptions) -> Recorder {
     let path = match (options.path, options.name) {
         (Some(path), _) => std::path::Path::new(meta.manifest_dir).join(path),
-        (None, name) => config::default_cassette_path(meta.manifest_dir, meta.module_path, name.unwrap_or(meta.test_name)),
+        (None, name) => {
+            config::default_cassette_path(meta.manifest_dir, meta.module_path, name.unwrap_or(meta.test_name))
+        }
     };
-    let mut builder = Recorder::builder().cassette(path).test_name(&meta.test_path()).rerecord_command(&meta.rerecord_command());
+    let mut builder =
+        Recorder::builder().cassette(path).test_name(&meta.test_path()).rerecord_command(&meta.rerecord_command());
     for (name, url) in options.upstreams {
         builder = builder.upstream(name, url);
     }

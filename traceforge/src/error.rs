@@ -12,7 +12,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// `TRACEFORGE_VCR_MODE` (or a `mode` option) holds a value that is not a mode.
-    #[error("invalid traceforge mode `{value}` (from {source_name}): expected one of off, record, replay, auto, strict")]
+    #[error(
+        "invalid traceforge mode `{value}` (from {source_name}): expected one of off, record, replay, auto, strict"
+    )]
     InvalidMode {
         /// The rejected value.
         value: String,

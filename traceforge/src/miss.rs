@@ -49,10 +49,8 @@ pub fn nearest(actual: &RecordedRequest, interactions: &[Interaction]) -> Option
             let mut differences = Vec::new();
             diff(&recorded, &actual_value, &mut String::from("$"), &mut differences);
             let endpoint = ["$.method", "$.path", "$.upstream"];
-            let weight = differences
-                .iter()
-                .map(|d| if endpoint.contains(&d.path.as_str()) { 10_000 } else { 1 })
-                .sum::<usize>();
+            let weight =
+                differences.iter().map(|d| if endpoint.contains(&d.path.as_str()) { 10_000 } else { 1 }).sum::<usize>();
             Some((weight, index, interaction, differences))
         })
         .min_by_key(|(weight, index, ..)| (*weight, *index))
@@ -76,7 +74,9 @@ pub fn diff(recorded: &Value, actual: &Value, path: &mut String, out: &mut Vec<D
                 push_key(path, key);
                 match (a.get(key), b.get(key)) {
                     (Some(x), Some(y)) => diff(x, y, path, out),
-                    (x, y) => out.push(Difference { path: path.clone(), recorded: x.map(render), actual: y.map(render) }),
+                    (x, y) => {
+                        out.push(Difference { path: path.clone(), recorded: x.map(render), actual: y.map(render) })
+                    }
                 }
                 path.truncate(len);
             }
@@ -87,7 +87,9 @@ pub fn diff(recorded: &Value, actual: &Value, path: &mut String, out: &mut Vec<D
                 let _ = write!(path, "[{i}]");
                 match (a.get(i), b.get(i)) {
                     (Some(x), Some(y)) => diff(x, y, path, out),
-                    (x, y) => out.push(Difference { path: path.clone(), recorded: x.map(render), actual: y.map(render) }),
+                    (x, y) => {
+                        out.push(Difference { path: path.clone(), recorded: x.map(render), actual: y.map(render) })
+                    }
                 }
                 path.truncate(len);
             }
@@ -105,7 +107,11 @@ pub fn diff(recorded: &Value, actual: &Value, path: &mut String, out: &mut Vec<D
 
 fn render(value: &Value) -> String {
     match value {
-        Value::String(s) => quote(&truncate_chars(s, WINDOW_BEFORE + WINDOW_AFTER), false, s.chars().count() > WINDOW_BEFORE + WINDOW_AFTER),
+        Value::String(s) => quote(
+            &truncate_chars(s, WINDOW_BEFORE + WINDOW_AFTER),
+            false,
+            s.chars().count() > WINDOW_BEFORE + WINDOW_AFTER,
+        ),
         other => {
             let text = other.to_string();
             let count = text.chars().count();
@@ -171,7 +177,12 @@ mod tests {
     #[test]
     fn diff_lists_changed_added_and_removed_fields() {
         let mut out = Vec::new();
-        diff(&json!({"a": 1, "b": [1, 2], "c": "x"}), &json!({"a": 1.0, "b": [1], "d": true, "c": "y"}), &mut "$".to_owned(), &mut out);
+        diff(
+            &json!({"a": 1, "b": [1, 2], "c": "x"}),
+            &json!({"a": 1.0, "b": [1], "d": true, "c": "y"}),
+            &mut "$".to_owned(),
+            &mut out,
+        );
         let paths: Vec<&str> = out.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, vec!["$.b[1]", "$.c", "$.d"]);
         assert_eq!(out[0].actual, None);

@@ -74,9 +74,7 @@ impl Mode {
     /// The mode a test runs in: `TRACEFORGE_VCR_MODE` if set, else `configured` (the attribute's
     /// or builder's choice), else `strict` on CI and `auto` elsewhere.
     pub fn resolve(configured: Option<Mode>) -> Result<Mode> {
-        Ok(Mode::from_env()?
-            .or(configured)
-            .unwrap_or_else(|| if is_ci() { Mode::Strict } else { Mode::Auto }))
+        Ok(Mode::from_env()?.or(configured).unwrap_or_else(|| if is_ci() { Mode::Strict } else { Mode::Auto }))
     }
 }
 

@@ -30,7 +30,8 @@ pub const SECRET_QUERY_PARAMS: [&str; 3] = ["key", "api_key", "access_token"];
 
 /// JSON field names whose values are replaced by [`REDACTED`], at any depth. Exact names only:
 /// `max_tokens` and `total_tokens` are not secrets.
-pub const SECRET_JSON_FIELDS: [&str; 6] = ["api_key", "apiKey", "access_token", "refresh_token", "client_secret", "password"];
+pub const SECRET_JSON_FIELDS: [&str; 6] =
+    ["api_key", "apiKey", "access_token", "refresh_token", "client_secret", "password"];
 
 /// The scrubbing rules in force for a recorder.
 #[derive(Clone, Debug)]
@@ -224,7 +225,8 @@ mod tests {
 
     #[test]
     fn scrubs_exact_field_names_only() {
-        let mut body = json!({"api_key": "k", "nested": [{"password": "p"}], "max_tokens": 5, "usage": {"total_tokens": 9}});
+        let mut body =
+            json!({"api_key": "k", "nested": [{"password": "p"}], "max_tokens": 5, "usage": {"total_tokens": 9}});
         Scrubber::default().scrub_json(&mut body);
         assert_eq!(body["api_key"], REDACTED);
         assert_eq!(body["nested"][0]["password"], REDACTED);

@@ -81,7 +81,7 @@ pub fn parse_sse(body: &[u8]) -> (Vec<SseEvent>, bool) {
     (events, leftover)
 }
 
-fn finish_event<'a>(current: &mut SseEvent, data_lines: &mut Vec<&'a str>, events: &mut Vec<SseEvent>) {
+fn finish_event(current: &mut SseEvent, data_lines: &mut Vec<&str>, events: &mut Vec<SseEvent>) {
     let mut event = std::mem::take(current);
     if !data_lines.is_empty() {
         let payload = data_lines.join("\n");

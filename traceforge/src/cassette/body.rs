@@ -116,14 +116,12 @@ impl Body {
             Body::Binary { base64 } => ReplayBody::Full(Bytes::from(
                 base64::engine::general_purpose::STANDARD.decode(base64).unwrap_or_default(),
             )),
-            Body::Sse { events, complete } => ReplayBody::Chunks {
-                chunks: events.iter().map(stream::encode_sse).collect(),
-                complete: *complete,
-            },
-            Body::Ndjson { lines, complete } => ReplayBody::Chunks {
-                chunks: lines.iter().map(stream::encode_ndjson).collect(),
-                complete: *complete,
-            },
+            Body::Sse { events, complete } => {
+                ReplayBody::Chunks { chunks: events.iter().map(stream::encode_sse).collect(), complete: *complete }
+            }
+            Body::Ndjson { lines, complete } => {
+                ReplayBody::Chunks { chunks: lines.iter().map(stream::encode_ndjson).collect(), complete: *complete }
+            }
         }
     }
 }

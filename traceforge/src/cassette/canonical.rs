@@ -21,7 +21,11 @@ pub(crate) struct RawRequest<'a> {
 }
 
 /// Builds the canonical, scrubbed form of a request.
-pub(crate) fn canonical_request(raw: &RawRequest<'_>, match_headers: &[String], scrubber: &Scrubber) -> RecordedRequest {
+pub(crate) fn canonical_request(
+    raw: &RawRequest<'_>,
+    match_headers: &[String],
+    scrubber: &Scrubber,
+) -> RecordedRequest {
     let mut query: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Some(q) = raw.query {
         for (name, value) in form_urlencoded::parse(q.as_bytes()) {
@@ -156,8 +160,12 @@ mod tests {
 
     #[test]
     fn key_ignores_key_order_and_number_spelling() {
-        let a: Value = serde_json::from_str(r#"{"model":"m","temperature":1,"messages":[{"role":"user","content":"hi"}]}"#).unwrap_or_default();
-        let b: Value = serde_json::from_str(r#"{"messages":[{"content":"hi","role":"user"}],"temperature":1.0,"model":"m"}"#).unwrap_or_default();
+        let a: Value =
+            serde_json::from_str(r#"{"model":"m","temperature":1,"messages":[{"role":"user","content":"hi"}]}"#)
+                .unwrap_or_default();
+        let b: Value =
+            serde_json::from_str(r#"{"messages":[{"content":"hi","role":"user"}],"temperature":1.0,"model":"m"}"#)
+                .unwrap_or_default();
         assert_eq!(request_key(&request(a)), request_key(&request(b)));
     }
 
@@ -168,7 +176,10 @@ mod tests {
 
     #[test]
     fn canonical_json_is_compact_and_sorted() {
-        assert_eq!(canonical_json(&json!({"b": [1, 2.5], "a": {"d": null, "c": "é\""}})), r#"{"a":{"c":"é\"","d":null},"b":[1,2.5]}"#);
+        assert_eq!(
+            canonical_json(&json!({"b": [1, 2.5], "a": {"d": null, "c": "é\""}})),
+            r#"{"a":{"c":"é\"","d":null},"b":[1,2.5]}"#
+        );
     }
 
     #[test]

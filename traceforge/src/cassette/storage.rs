@@ -136,7 +136,8 @@ pub fn save(
     options: &SaveOptions,
     merge: impl FnOnce(Option<CassetteFile>) -> CassetteFile,
 ) -> Result<CassetteFile> {
-    let write_error = |action: &'static str| move |source: io::Error| Error::CassetteWrite { path: path.to_owned(), action, source };
+    let write_error =
+        |action: &'static str| move |source: io::Error| Error::CassetteWrite { path: path.to_owned(), action, source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(write_error("create the cassette directory"))?;
     }
@@ -169,8 +170,11 @@ pub fn save(
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let temp = sibling(path, &format!("{}{}-{:016x}", temp_prefix(path), std::process::id(), rand::random::<u64>()));
     let result = (|| -> Result<()> {
-        let write_error = |action: &'static str| move |source: io::Error| Error::CassetteWrite { path: path.to_owned(), action, source };
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp).map_err(write_error("create the temp file"))?;
+        let write_error = |action: &'static str| {
+            move |source: io::Error| Error::CassetteWrite { path: path.to_owned(), action, source }
+        };
+        let mut file =
+            OpenOptions::new().write(true).create_new(true).open(&temp).map_err(write_error("create the temp file"))?;
         file.write_all(bytes).map_err(write_error("write the temp file"))?;
         file.sync_all().map_err(write_error("fsync the temp file"))?;
         drop(file);

@@ -53,10 +53,22 @@ const VOLATILE_RESPONSE_HEADERS: [&str; 22] = [
 ];
 
 /// Request headers not passed on to the upstream (hop-by-hop, or recomputed by the client).
-const UNFORWARDED_REQUEST_HEADERS: [&str; 9] =
-    ["host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "content-length", "accept-encoding"];
+const UNFORWARDED_REQUEST_HEADERS: [&str; 9] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "content-length",
+    "accept-encoding",
+];
 
-pub(crate) async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
     Ok(answer(&shared, request).await)
 }
 
@@ -64,7 +76,11 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
     let (parts, body) = request.into_parts();
     let full_path = parts.uri.path().to_owned();
     if full_path == "/_traceforge/health" {
-        return json_response(StatusCode::OK, &serde_json::json!({"status": "ok", "mode": shared.mode.as_str()}), "health");
+        return json_response(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok", "mode": shared.mode.as_str()}),
+            "health",
+        );
     }
     let trimmed = full_path.trim_start_matches('/');
     let (name, rest) = trimmed.split_once('/').map_or((trimmed, ""), |(n, r)| (n, r));
@@ -74,7 +90,12 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
             "traceforge: no upstream named `{name}` (configured: {}); point the client at Cassette::url(name)",
             known.join(", ")
         );
-        return error_response(crate::provider::Provider::OpenAi, StatusCode::NOT_FOUND, "traceforge_unknown_upstream", &message);
+        return error_response(
+            crate::provider::Provider::OpenAi,
+            StatusCode::NOT_FOUND,
+            "traceforge_unknown_upstream",
+            &message,
+        );
     };
     let rest_path = format!("/{rest}");
 
@@ -83,7 +104,10 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
         Err(error) => {
             let too_large = error.downcast_ref::<http_body_util::LengthLimitError>().is_some();
             let (status, message) = if too_large {
-                (StatusCode::PAYLOAD_TOO_LARGE, format!("traceforge: request body over {} bytes", shared.settings.max_body_bytes))
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("traceforge: request body over {} bytes", shared.settings.max_body_bytes),
+                )
             } else {
                 (StatusCode::BAD_REQUEST, format!("traceforge: could not read the request body: {error}"))
             };
@@ -116,7 +140,12 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
                 Lookup::Miss(kind) => {
                     let message = miss_message(shared, &canonical, &kind);
                     session.add_miss(key, canonical, kind);
-                    return error_response(upstream.provider, StatusCode::NOT_FOUND, "traceforge_cassette_miss", &message);
+                    return error_response(
+                        upstream.provider,
+                        StatusCode::NOT_FOUND,
+                        "traceforge_cassette_miss",
+                        &message,
+                    );
                 }
             }
         }
@@ -129,7 +158,9 @@ fn miss_message(shared: &Shared, request: &RecordedRequest, kind: &MissKind) -> 
     let why = match kind {
         MissKind::NoCassette => "the cassette file does not exist".to_owned(),
         MissKind::NotRecorded => "no recorded request matches it".to_owned(),
-        MissKind::Exhausted { calls, recorded } => format!("it was recorded {recorded} time(s) and this is call {calls}"),
+        MissKind::Exhausted { calls, recorded } => {
+            format!("it was recorded {recorded} time(s) and this is call {calls}")
+        }
     };
     format!(
         "traceforge ({} mode): no recording for {} in {}: {why}. The test will fail with a diff; re-record with TRACEFORGE_VCR_MODE=record",
@@ -148,7 +179,9 @@ fn replay_response(recorded: &RecordedResponse) -> Response<ResponseBody> {
                 UnsyncBoxBody::new(StreamBody::new(frames))
             } else {
                 // Reproduce a stream the upstream cut off: the client sees the same failure.
-                let cut = futures_util::stream::once(async { Err::<Frame<Bytes>, BoxError>("stream cut off by the upstream when it was recorded".into()) });
+                let cut = futures_util::stream::once(async {
+                    Err::<Frame<Bytes>, BoxError>("stream cut off by the upstream when it was recorded".into())
+                });
                 UnsyncBoxBody::new(StreamBody::new(frames.chain(cut)))
             }
         }
@@ -175,14 +208,20 @@ async fn forward(
     body: Bytes,
     recording: Option<(String, RecordedRequest)>,
 ) -> Response<ResponseBody> {
-    let summary = recording.as_ref().map_or_else(|| format!("{} {} {}", parts.method, upstream.name, rest_path), |(_, r)| r.summary());
+    let summary = recording
+        .as_ref()
+        .map_or_else(|| format!("{} {} {}", parts.method, upstream.name, rest_path), |(_, r)| r.summary());
     let url = format!("{}{}", upstream.base_url, rest_path);
     let target = match parts.uri.query() {
         Some(query) => format!("{url}?{query}"),
         None => url.clone(),
     };
     let fail = |shared: &Shared, error: String| {
-        shared.lock_session().upstream_failures.push(UpstreamFailure { summary: summary.clone(), url: url.clone(), error: error.clone() });
+        shared.lock_session().upstream_failures.push(UpstreamFailure {
+            summary: summary.clone(),
+            url: url.clone(),
+            error: error.clone(),
+        });
         let message = format!("traceforge: upstream `{}` failed for {summary}: {error}", upstream.name);
         error_response(upstream.provider, StatusCode::BAD_GATEWAY, "traceforge_upstream_error", &message)
     };
@@ -267,7 +306,11 @@ async fn forward(
                 let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });
                 match failure {
                     Some(error) if !streamed => session.upstream_failures.push(UpstreamFailure { summary, url, error }),
-                    _ => session.recorded.push((key, request, RecordedResponse { status: status.as_u16(), headers: stored_headers, body })),
+                    _ => session.recorded.push((
+                        key,
+                        request,
+                        RecordedResponse { status: status.as_u16(), headers: stored_headers, body },
+                    )),
                 }
             }
             None => session.passed_through += 1,
@@ -276,7 +319,9 @@ async fn forward(
         drop(sender); // only now does the client see the end of the body
     });
 
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
     let mut response = Response::new(UnsyncBoxBody::new(StreamBody::new(stream)));
     *response.status_mut() = status;
     *response.headers_mut() = client_headers;
@@ -317,7 +362,12 @@ fn json_response(status: StatusCode, body: &serde_json::Value, outcome: &'static
 
 /// An error in the provider's own shape, with `x-should-retry: false` so SDKs report it at
 /// once instead of retrying.
-pub(crate) fn error_response(provider: crate::provider::Provider, status: StatusCode, kind: &str, message: &str) -> Response<ResponseBody> {
+pub(crate) fn error_response(
+    provider: crate::provider::Provider,
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+) -> Response<ResponseBody> {
     let body = provider.error_body(status.as_u16(), kind, message);
     let outcome = if kind == "traceforge_cassette_miss" { "miss" } else { "error" };
     let mut response = json_response(status, &body, outcome);

@@ -253,7 +253,13 @@ impl RecorderBuilder {
         let rerecord = self.rerecord.unwrap_or_else(|| {
             format!("TRACEFORGE_VCR_MODE=record cargo test   # then commit {}", shared.cassette_path.display())
         });
-        Ok(Recorder { cassette: Cassette { shared }, shutdown: Some(shutdown), stopped: Some(stopped), test: self.test, rerecord })
+        Ok(Recorder {
+            cassette: Cassette { shared },
+            shutdown: Some(shutdown),
+            stopped: Some(stopped),
+            test: self.test,
+            rerecord,
+        })
     }
 }
 

@@ -137,7 +137,11 @@ impl Session {
                     match result.get_mut(&key) {
                         Some(existing) => {
                             let present = existing.responses.len();
-                            let new = interaction.responses.into_iter().enumerate().filter(|(i, _)| first_ordinal + i >= present);
+                            let new = interaction
+                                .responses
+                                .into_iter()
+                                .enumerate()
+                                .filter(|(i, _)| first_ordinal + i >= present);
                             existing.responses.extend(new.map(|(_, r)| r));
                         }
                         None => {

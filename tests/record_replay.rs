@@ -432,3 +432,20 @@ async fn concurrent_savers_of_one_cassette_merge_instead_of_losing_work() {
     }
     finish_ok(rec).await;
 }
+
+#[tokio::test]
+async fn record_mode_drops_recordings_the_test_no_longer_makes() {
+    let dir = scratch();
+    let path = cassette_in(&dir, "rerecord");
+    let fake = FakeOpenAi::start().await;
+    let rec = recorder(&path, Mode::Record, &fake.base_url());
+    post(&format!("{}/chat/completions", rec.url("openai")), &chat_request("old question")).await;
+    finish_ok(rec).await;
+
+    // The test changed and now makes no call: re-recording leaves an empty cassette, not a stale one.
+    let report = finish_ok(recorder(&path, Mode::Record, &fake.base_url())).await;
+    assert!(report.saved);
+    let file: Value = serde_json::from_str(&read(&path)).unwrap_or(Value::Null);
+    assert_eq!(file["interactions"], json!([]));
+    finish_ok(recorder(&path, Mode::Strict, NOWHERE)).await;
+}

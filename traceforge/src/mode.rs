@@ -25,7 +25,7 @@ pub enum Mode {
     Off,
     /// Forward every request and rewrite the cassette with what this run saw.
     Record,
-    /// Answer from the cassette; a miss is an error. Never touches the network or the disk.
+    /// Answer from the cassette; a miss is an error. Never touches the network, never writes.
     Replay,
     /// Answer from the cassette, record what is missing.
     Auto,

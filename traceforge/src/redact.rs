@@ -64,7 +64,7 @@ impl Scrubber {
 
     /// Whether a query parameter must never be stored or matched on.
     pub fn is_secret_query_param(&self, name: &str) -> bool {
-        self.query_params.iter().any(|p| p == name)
+        self.query_params.iter().any(|p| p.eq_ignore_ascii_case(name))
     }
 
     /// Replaces the values of secret fields, at any depth, with [`REDACTED`].

@@ -8,6 +8,7 @@ use serde_json::Value;
 /// One server-sent event. `data` holds the payload when it is JSON (stored as structure, so
 /// diffs stay readable); `text` holds it otherwise (e.g. OpenAI's `[DONE]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SseEvent {
     /// The `event:` field, e.g. Anthropic's `content_block_delta`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,14 +70,14 @@ pub fn parse_sse(body: &[u8]) -> (Vec<SseEvent>, bool) {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
             None => (line, ""),
         };
-        has_fields = true;
         match field {
             "event" => current.event = Some(value.to_owned()),
             "data" => data_lines.push(value),
             "id" => current.id = Some(value.to_owned()),
             "retry" => current.retry = value.parse().ok(),
-            _ => {}
+            _ => continue, // unknown fields are ignored, as the SSE spec says
         }
+        has_fields = true;
     }
     (events, leftover)
 }
@@ -136,12 +137,10 @@ pub fn parse_ndjson(body: &[u8]) -> (Vec<Value>, bool) {
     (values, !last.trim().is_empty())
 }
 
-/// One NDJSON line with its newline.
+/// One NDJSON line with its newline. Lines go back as JSON: a line that was not JSON when
+/// recorded (invalid NDJSON) was stored as a string and replays as a JSON string.
 pub fn encode_ndjson(line: &Value) -> Bytes {
-    let mut out = match line {
-        Value::String(text) => text.clone().into_bytes(),
-        other => serde_json::to_vec(other).unwrap_or_default(),
-    };
+    let mut out = serde_json::to_vec(line).unwrap_or_default();
     out.push(b'\n');
     Bytes::from(out)
 }

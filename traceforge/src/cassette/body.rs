@@ -95,7 +95,8 @@ impl Body {
             || media == "application/x-www-form-urlencoded";
         if textual {
             if let Ok(text) = std::str::from_utf8(bytes) {
-                let looks_json = media.contains("json") || text.trim_start().starts_with(['{', '[']);
+                // Only a JSON media type (or none at all) makes JSON: `text/plain` stays text.
+                let looks_json = media.contains("json") || (media.is_empty() && text.trim_start().starts_with(['{', '[']));
                 if looks_json {
                     if let Ok(json) = serde_json::from_slice::<Value>(bytes) {
                         return Body::Json { json };

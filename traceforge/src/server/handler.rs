@@ -22,7 +22,8 @@ use crate::verify::{MissKind, UpstreamFailure};
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Tells clients and people what happened to a request: `hit`, `recorded`, `passthrough`, `miss`.
+/// Tells clients and people what happened to a request: `hit`, `recorded`, `passthrough`,
+/// `miss`, `error` (the recorder's own error, e.g. an unreachable upstream) or `health`.
 pub const OUTCOME_HEADER: &str = "x-traceforge";
 
 /// Response headers never stored: they change on every call, describe the connection, or
@@ -254,6 +255,9 @@ async fn forward(
         let volatile = VOLATILE_RESPONSE_HEADERS.contains(&lower)
             || lower.starts_with("cf-")
             || lower.starts_with("x-ratelimit-")
+            || lower.starts_with("anthropic-ratelimit-")
+            || lower.starts_with("x-envoy-")
+            || lower == "retry-after"
             || shared.settings.scrubber.is_secret_header(lower);
         if !volatile {
             if let Ok(text) = value.to_str() {

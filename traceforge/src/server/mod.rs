@@ -135,7 +135,7 @@ impl Default for RecorderBuilder {
 }
 
 impl RecorderBuilder {
-    /// The cassette file. Required.
+    /// The cassette file (default: `cassettes/traceforge.json` in the working directory).
     pub fn cassette(mut self, path: impl Into<PathBuf>) -> Self {
         self.cassette = Some(path.into());
         self
@@ -436,7 +436,11 @@ impl Recorder {
         if !failure.misses.is_empty() || !failure.unused.is_empty() || !failure.upstream_failures.is_empty() {
             return Err(Error::Verification(Box::new(failure)));
         }
-        if outcome == Outcome::Passed && mode.writes() && report.recorded > 0 {
+        // `record` rewrites an existing cassette even when this run recorded nothing (so stale
+        // recordings go); `auto` writes only what it added. Neither creates an empty file.
+        let has_cassette = shared.lock_session().has_cassette();
+        let worth_saving = report.recorded > 0 || (mode == Mode::Record && has_cassette);
+        if outcome == Outcome::Passed && mode.writes() && worth_saving {
             let save_shared = Arc::clone(&shared);
             let save = move || {
                 let options = SaveOptions { allowed_secret_paths: save_shared.settings.allowed_secret_paths.clone() };

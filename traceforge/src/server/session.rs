@@ -44,6 +44,10 @@ impl Session {
         Session { baseline, index, played, ..Session::default() }
     }
 
+    pub(crate) fn has_cassette(&self) -> bool {
+        self.baseline.is_some()
+    }
+
     fn interactions(&self) -> &[Interaction] {
         self.baseline.as_ref().map_or(&[][..], |b| &b.interactions[..])
     }

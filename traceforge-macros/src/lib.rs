@@ -11,7 +11,7 @@ use syn::{Attribute, FnArg, ItemFn, LitStr, Path, Type};
 const OPTIONS: &str = "`upstream`, `name`, `path`, `mode`, `flavor`, `crate`";
 const MODES: [&str; 5] = ["off", "record", "replay", "auto", "strict"];
 
-/// Records and replays the LLM calls of an async test. See `traceforge::cassette`.
+// Documented on its re-export, `traceforge::cassette` (docs/attribute.md).
 #[proc_macro_attribute]
 pub fn cassette(args: TokenStream, item: TokenStream) -> TokenStream {
     let function = match syn::parse::<ItemFn>(item.clone()) {
@@ -66,8 +66,11 @@ fn parse_options(args: TokenStream2) -> syn::Result<Options> {
                 if !(text.starts_with("http://") || text.starts_with("https://")) {
                     return Err(syn::Error::new(url.span(), "an upstream URL starts with http:// or https://"));
                 }
-                if options.upstreams.iter().any(|(n, _)| n.value() == name) {
-                    return Err(entry.error(format!("upstream `{name}` is set more than once")));
+                if options.upstreams.iter().any(|(n, _)| n.value().eq_ignore_ascii_case(&name)) {
+                    return Err(syn::Error::new_spanned(
+                        &entry.path,
+                        format!("upstream `{name}` is set more than once"),
+                    ));
                 }
                 options.upstreams.push((LitStr::new(&name, entry.path.span()), url));
                 Ok(())
@@ -76,7 +79,10 @@ fn parse_options(args: TokenStream2) -> syn::Result<Options> {
                 let name: LitStr = meta.value()?.parse()?;
                 let text = name.value();
                 if text.is_empty() || text.contains(['/', '\\']) || text.ends_with(".json") {
-                    return Err(syn::Error::new(name.span(), "`name` is a file name without directories or `.json`; use `path` for a full path"));
+                    return Err(syn::Error::new(
+                        name.span(),
+                        "`name` is a file name without directories or `.json`; use `path` for a full path",
+                    ));
                 }
                 options.name = Some(name);
                 Ok(())
@@ -88,7 +94,10 @@ fn parse_options(args: TokenStream2) -> syn::Result<Options> {
             "mode" => {
                 let mode: LitStr = meta.value()?.parse()?;
                 if !MODES.contains(&mode.value().as_str()) {
-                    return Err(syn::Error::new(mode.span(), format!("unknown mode `{}`: expected one of off, record, replay, auto, strict", mode.value())));
+                    return Err(syn::Error::new(
+                        mode.span(),
+                        format!("unknown mode `{}`: expected one of off, record, replay, auto, strict", mode.value()),
+                    ));
                 }
                 options.mode = Some(mode);
                 Ok(())
@@ -131,7 +140,9 @@ fn expand(args: TokenStream2, function: ItemFn) -> syn::Result<TokenStream2> {
     let options = parse_options(args)?;
     let signature = &function.sig;
     if signature.asyncness.is_none() {
-        if function.attrs.iter().any(is_test_attribute) {
+        // A test macro above this one (`#[tokio::test]`) has already turned the `async fn` into a
+        // `#[::core::prelude::v1::test] fn`. A plain `#[test]` written below is not the problem.
+        if function.attrs.iter().any(|a| is_test_attribute(a) && !a.path().is_ident("test")) {
             return Err(syn::Error::new(
                 Span::call_site(),
                 "#[traceforge::cassette] must be placed above #[tokio::test] (it needs the async fn), or used alone: it runs the test on a tokio runtime itself",
@@ -140,16 +151,18 @@ fn expand(args: TokenStream2, function: ItemFn) -> syn::Result<TokenStream2> {
         return Err(syn::Error::new(signature.fn_token.span(), "#[traceforge::cassette] needs an `async fn`"));
     }
     if !signature.generics.params.is_empty() {
-        return Err(syn::Error::new(signature.generics.span(), "a #[traceforge::cassette] test cannot be generic"));
+        return Err(syn::Error::new_spanned(&signature.generics, "a #[traceforge::cassette] test cannot be generic"));
     }
     let mut inputs = signature.inputs.iter();
     let takes_cassette = match inputs.next() {
         None => false,
-        Some(FnArg::Receiver(receiver)) => return Err(syn::Error::new(receiver.span(), "a test cannot take `self`")),
+        Some(FnArg::Receiver(receiver)) => {
+            return Err(syn::Error::new_spanned(receiver, "a test cannot take `self`"));
+        }
         Some(FnArg::Typed(argument)) => {
             if !is_cassette_type(&argument.ty) {
-                return Err(syn::Error::new(
-                    argument.ty.span(),
+                return Err(syn::Error::new_spanned(
+                    &argument.ty,
                     "the argument of a #[traceforge::cassette] test must be `traceforge::Cassette`",
                 ));
             }
@@ -157,7 +170,10 @@ fn expand(args: TokenStream2, function: ItemFn) -> syn::Result<TokenStream2> {
         }
     };
     if let Some(extra) = inputs.next() {
-        return Err(syn::Error::new(extra.span(), "a #[traceforge::cassette] test takes at most one argument, `traceforge::Cassette`"));
+        return Err(syn::Error::new_spanned(
+            extra,
+            "a #[traceforge::cassette] test takes at most one argument, `traceforge::Cassette`",
+        ));
     }
 
     let tokio_attribute = function.attrs.iter().find(|a| is_tokio_test(a)).cloned();
@@ -232,7 +248,10 @@ fn expand(args: TokenStream2, function: ItemFn) -> syn::Result<TokenStream2> {
 
 fn is_cassette_type(ty: &Type) -> bool {
     match ty {
-        Type::Path(path) => path.qself.is_none() && path.path.segments.last().is_some_and(|s| s.ident == "Cassette" && s.arguments.is_empty()),
+        Type::Path(path) => {
+            path.qself.is_none()
+                && path.path.segments.last().is_some_and(|s| s.ident == "Cassette" && s.arguments.is_empty())
+        }
         Type::Paren(inner) => is_cassette_type(&inner.elem),
         Type::Group(inner) => is_cassette_type(&inner.elem),
         _ => false,

@@ -1,0 +1,4 @@
+#[traceforge::cassette(mode = "replya")]
+async fn invalid_mode() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[traceforge::cassette]
+struct NotAFunction;
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[traceforge::cassette]
+fn not_async(tf: traceforge::Cassette) {
+    let _ = tf;
+}
+
+fn main() {}

@@ -1,0 +1,5 @@
+#[traceforge::cassette]
+#[test]
+fn plain_test_attribute() {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+struct Suite;
+
+impl Suite {
+    #[traceforge::cassette]
+    async fn takes_self(self) {}
+}
+
+fn main() {}

@@ -1,0 +1,5 @@
+#[tokio::test]
+#[traceforge::cassette]
+async fn tokio_test_above() {}
+
+fn main() {}

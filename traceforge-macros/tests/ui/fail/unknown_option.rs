@@ -1,0 +1,4 @@
+#[traceforge::cassette(nmae = "greeting")]
+async fn unknown_option() {}
+
+fn main() {}

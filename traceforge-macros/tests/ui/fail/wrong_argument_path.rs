@@ -1,0 +1,6 @@
+#[traceforge::cassette]
+async fn wrong_argument_path(tf: traceforge::Recorder) {
+    let _ = tf;
+}
+
+fn main() {}

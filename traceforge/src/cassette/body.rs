@@ -96,7 +96,8 @@ impl Body {
         if textual {
             if let Ok(text) = std::str::from_utf8(bytes) {
                 // Only a JSON media type (or none at all) makes JSON: `text/plain` stays text.
-                let looks_json = media.contains("json") || (media.is_empty() && text.trim_start().starts_with(['{', '[']));
+                let looks_json =
+                    media.contains("json") || (media.is_empty() && text.trim_start().starts_with(['{', '[']));
                 if looks_json {
                     if let Ok(json) = serde_json::from_slice::<Value>(bytes) {
                         return Body::Json { json };

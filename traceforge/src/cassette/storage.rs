@@ -60,7 +60,9 @@ fn validate(path: &Path, file: &CassetteFile) -> Result<()> {
     let invalid = |message: String| Error::CassetteInvalid { path: path.to_owned(), message };
     let mut seen = BTreeMap::new();
     for (index, interaction) in file.interactions.iter().enumerate() {
-        if interaction.key.len() != 64 || !interaction.key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if interaction.key.len() != 64
+            || !interaction.key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(invalid(format!("interactions[{index}].key is not a lower-case sha256 hex digest")));
         }
         if let Some(first) = seen.insert(interaction.key.as_str(), index) {

@@ -22,6 +22,16 @@ pub enum Error {
         source_name: String,
     },
 
+    /// A matching or redaction setting that cannot be used (bad JSON path, regex, name...).
+    #[error("invalid traceforge configuration in {source_name}: {message}")]
+    Config {
+        /// Where the setting came from: `traceforge.toml` (with its path), an environment
+        /// variable, or the test's configuration.
+        source_name: String,
+        /// What is wrong and how to write it.
+        message: String,
+    },
+
     /// An upstream base URL that cannot be parsed or is not http(s).
     #[error("invalid URL `{url}` for upstream `{name}` (from {source_name}): {reason}")]
     InvalidUpstream {

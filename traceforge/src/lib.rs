@@ -24,6 +24,8 @@
 pub mod cassette;
 pub mod config;
 mod error;
+pub mod jsonpath;
+pub mod matching;
 pub mod miss;
 mod mode;
 pub mod provider;
@@ -34,6 +36,7 @@ mod verify;
 
 pub use config::{RecordErrors, Upstream};
 pub use error::{Error, Result};
+pub use matching::{Exhausted, Matcher, Normaliser, Strategy};
 pub use mode::{is_ci, Mode, MODE_ENV};
 pub use provider::Provider;
 pub use server::{Cassette, Outcome, Recorder, RecorderBuilder, OUTCOME_HEADER};

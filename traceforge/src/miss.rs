@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::cassette::{Interaction, RecordedRequest};
+use crate::matching::Matcher;
 use crate::redact::push_key;
 
 /// One field that differs between a recorded request and the actual one.
@@ -39,18 +40,19 @@ const WINDOW_AFTER: usize = 70;
 
 /// Finds the recorded request with the fewest differing fields; a different upstream, method
 /// or path weighs more than any number of body differences.
-pub fn nearest(actual: &RecordedRequest, interactions: &[Interaction]) -> Option<Nearest> {
-    let actual_value = serde_json::to_value(actual).ok()?;
+pub fn nearest(actual: &RecordedRequest, interactions: &[Interaction], matcher: &Matcher) -> Option<Nearest> {
+    let actual_value = serde_json::to_value(matcher.view(actual)).ok()?;
     interactions
         .iter()
         .enumerate()
         .filter_map(|(index, interaction)| {
-            let recorded = serde_json::to_value(&interaction.request).ok()?;
+            let recorded = serde_json::to_value(matcher.view(&interaction.request)).ok()?;
             let mut differences = Vec::new();
             diff(&recorded, &actual_value, &mut String::from("$"), &mut differences);
-            let endpoint = ["$.method", "$.path", "$.upstream"];
-            let weight =
-                differences.iter().map(|d| if endpoint.contains(&d.path.as_str()) { 10_000 } else { 1 }).sum::<usize>();
+            let weight = differences
+                .iter()
+                .map(|d| if ENDPOINT_FIELDS.contains(&d.path.as_str()) { 10_000 } else { 1 })
+                .sum::<usize>();
             Some((weight, index, interaction, differences))
         })
         .min_by_key(|(weight, index, ..)| (*weight, *index))
@@ -60,6 +62,18 @@ pub fn nearest(actual: &RecordedRequest, interactions: &[Interaction]) -> Option
             summary: interaction.request.summary(),
             differences,
         })
+}
+
+/// The fields that decide which endpoint a request goes to.
+pub const ENDPOINT_FIELDS: [&str; 3] = ["$.method", "$.path", "$.upstream"];
+
+/// The differing fields of two requests.
+pub fn differences(recorded: &RecordedRequest, actual: &RecordedRequest) -> Vec<Difference> {
+    let mut out = Vec::new();
+    if let (Ok(a), Ok(b)) = (serde_json::to_value(recorded), serde_json::to_value(actual)) {
+        diff(&a, &b, &mut String::from("$"), &mut out);
+    }
+    out
 }
 
 /// Collects every leaf where `recorded` and `actual` differ.

@@ -6,8 +6,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use std::sync::Arc;
+
 use regex::{Regex, RegexSet};
 use serde_json::Value;
+
+use crate::cassette::{Body, Interaction, RecordedRequest, RecordedResponse};
+use crate::jsonpath::JsonPath;
 
 /// What replaces a scrubbed JSON value.
 pub const REDACTED: &str = "<REDACTED>";
@@ -33,12 +38,45 @@ pub const SECRET_QUERY_PARAMS: [&str; 3] = ["key", "api_key", "access_token"];
 pub const SECRET_JSON_FIELDS: [&str; 6] =
     ["api_key", "apiKey", "access_token", "refresh_token", "client_secret", "password"];
 
-/// The scrubbing rules in force for a recorder.
+/// A hook that sees (and may rewrite) each interaction before it is stored. It also runs on
+/// each incoming request, with no responses, so matching sees the same form.
+pub type InteractionHook = Arc<dyn Fn(&mut Interaction) + Send + Sync>;
+
+/// A text rewrite: every match of `regex` becomes `placeholder`.
 #[derive(Clone, Debug)]
+struct Rule {
+    regex: Regex,
+    placeholder: String,
+    /// Only replace digit runs that pass the Luhn check (card numbers).
+    luhn: bool,
+}
+
+/// The scrubbing rules in force for a recorder: the built-in secret lists plus whatever the
+/// user adds. They apply before matching and before writing.
+#[derive(Clone)]
 pub struct Scrubber {
     headers: Vec<String>,
     query_params: Vec<String>,
     json_fields: Vec<String>,
+    json_paths: Vec<JsonPath>,
+    rules: Vec<Rule>,
+    /// (secret value read from the environment, placeholder); restored at replay.
+    placeholders: Vec<(String, String)>,
+    hook: Option<InteractionHook>,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrubber")
+            .field("headers", &self.headers)
+            .field("query_params", &self.query_params)
+            .field("json_fields", &self.json_fields)
+            .field("json_paths", &self.json_paths)
+            .field("rules", &self.rules.iter().map(|r| r.placeholder.as_str()).collect::<Vec<_>>())
+            .field("placeholders", &self.placeholders.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>())
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
 }
 
 impl Default for Scrubber {
@@ -47,14 +85,64 @@ impl Default for Scrubber {
             headers: SECRET_HEADERS.iter().map(|s| s.to_string()).collect(),
             query_params: SECRET_QUERY_PARAMS.iter().map(|s| s.to_string()).collect(),
             json_fields: SECRET_JSON_FIELDS.iter().map(|s| s.to_string()).collect(),
+            json_paths: Vec::new(),
+            rules: Vec::new(),
+            placeholders: Vec::new(),
+            hook: None,
         }
     }
 }
+
+/// The placeholders of [`Scrubber::redact_pii`].
+pub const PII_PLACEHOLDERS: [&str; 3] = ["<EMAIL>", "<PHONE>", "<CARD_NUMBER>"];
 
 impl Scrubber {
     /// Also treat this header as secret.
     pub fn add_header(&mut self, name: &str) {
         self.headers.push(name.to_ascii_lowercase());
+    }
+
+    /// Replaces the value at this JSON path of every request and response body with [`REDACTED`].
+    pub fn add_json_path(&mut self, path: JsonPath) {
+        self.json_paths.push(path);
+    }
+
+    /// Replaces every match of `regex` in bodies (and query values) with `placeholder`.
+    pub fn add_pattern(&mut self, regex: &str, placeholder: &str) -> Result<(), regex::Error> {
+        self.rules.push(Rule { regex: Regex::new(regex)?, placeholder: placeholder.to_owned(), luhn: false });
+        Ok(())
+    }
+
+    /// Replaces the value of environment variable `env` wherever it appears with `placeholder`
+    /// when recording, and the placeholder with the variable's value (if set) when replaying.
+    pub fn add_env_placeholder(&mut self, env: &str, placeholder: &str) {
+        if let Ok(value) = std::env::var(env) {
+            if !value.is_empty() {
+                self.placeholders.push((value, placeholder.to_owned()));
+                return;
+            }
+        }
+        // Unset: nothing to scrub, but replay still knows the placeholder exists.
+        self.placeholders.push((String::new(), placeholder.to_owned()));
+    }
+
+    /// Opt-in PII redaction: e-mail addresses, phone numbers and card numbers (Luhn-checked).
+    pub fn redact_pii(&mut self) {
+        let rules = [
+            (r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}", PII_PLACEHOLDERS[0], false),
+            (r"(?:\+\d{1,3}[\s.\-]?)?(?:\(\d{3}\)|\b\d{3})[\s.\-]\d{3}[\s.\-]\d{4}\b", PII_PLACEHOLDERS[1], false),
+            (r"\b\d(?:[ \-]?\d){12,18}\b", PII_PLACEHOLDERS[2], true),
+        ];
+        for (regex, placeholder, luhn) in rules {
+            if let Ok(regex) = Regex::new(regex) {
+                self.rules.push(Rule { regex, placeholder: placeholder.to_owned(), luhn });
+            }
+        }
+    }
+
+    /// Runs `hook` on every interaction before it is stored (and on incoming requests).
+    pub fn set_hook(&mut self, hook: InteractionHook) {
+        self.hook = Some(hook);
     }
 
     /// Whether a header must never be stored or matched on.
@@ -80,9 +168,169 @@ impl Scrubber {
                 }
             }
             Value::Array(items) => items.iter_mut().for_each(|item| self.scrub_json(item)),
+            Value::String(text) => {
+                if let Some(rewritten) = self.rewrite(text) {
+                    *text = rewritten;
+                }
+            }
             _ => {}
         }
     }
+
+    fn scrub_json_body(&self, value: &mut Value) {
+        for path in &self.json_paths {
+            path.for_each_mut(value, &mut |node| *node = Value::String(REDACTED.to_owned()));
+        }
+        self.scrub_json(value);
+    }
+
+    /// Applies the text rules and environment placeholders; `None` when nothing changed.
+    fn rewrite(&self, text: &str) -> Option<String> {
+        if self.rules.is_empty() && self.placeholders.iter().all(|(value, _)| value.is_empty()) {
+            return None;
+        }
+        let mut out = text.to_owned();
+        for (value, placeholder) in &self.placeholders {
+            if !value.is_empty() && out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), placeholder);
+            }
+        }
+        for rule in &self.rules {
+            if !rule.regex.is_match(&out) {
+                continue;
+            }
+            out = rule
+                .regex
+                .replace_all(&out, |caps: &regex::Captures<'_>| {
+                    let found = &caps[0];
+                    if rule.luhn && !luhn_valid(found) {
+                        found.to_owned()
+                    } else {
+                        rule.placeholder.clone()
+                    }
+                })
+                .into_owned();
+        }
+        (out != text).then_some(out)
+    }
+
+    /// Scrubs a body in place: secret fields, user JSON paths, text rules, placeholders.
+    pub fn scrub_body(&self, body: &mut Body) {
+        match body {
+            Body::Json { json } => self.scrub_json_body(json),
+            Body::Text { text } => {
+                if let Some(rewritten) = self.rewrite(text) {
+                    *text = rewritten;
+                }
+            }
+            Body::Sse { events, .. } => {
+                for event in events {
+                    if let Some(data) = &mut event.data {
+                        self.scrub_json_body(data);
+                    }
+                    if let Some(text) = &mut event.text {
+                        if let Some(rewritten) = self.rewrite(text) {
+                            *text = rewritten;
+                        }
+                    }
+                }
+            }
+            Body::Ndjson { lines, .. } => lines.iter_mut().for_each(|line| self.scrub_json_body(line)),
+            Body::Empty | Body::Binary { .. } => {}
+        }
+    }
+
+    /// Scrubs a canonical request: body and query values, then the user's hook (with no
+    /// responses), so the stored form and the matched form agree.
+    pub fn scrub_request(&self, request: &mut RecordedRequest) {
+        self.scrub_body(&mut request.body);
+        for values in request.query.values_mut() {
+            for value in values.iter_mut() {
+                if let Some(rewritten) = self.rewrite(value) {
+                    *value = rewritten;
+                }
+            }
+        }
+        if let Some(hook) = &self.hook {
+            let mut interaction = Interaction { key: String::new(), request: request.clone(), responses: Vec::new() };
+            hook(&mut interaction);
+            *request = interaction.request;
+        }
+    }
+
+    /// Scrubs a response before it is stored.
+    pub fn scrub_response(&self, response: &mut RecordedResponse) {
+        response.headers.retain(|name, _| !self.is_secret_header(name));
+        self.scrub_body(&mut response.body);
+    }
+
+    /// Runs the user's hook on a complete interaction about to be stored.
+    pub fn apply_hook(&self, interaction: &mut Interaction) {
+        if let Some(hook) = &self.hook {
+            hook(interaction);
+        }
+    }
+
+    /// Puts secrets back where placeholders stand, for a response about to be replayed.
+    /// Returns `None` when there is nothing to restore.
+    pub fn restore(&self, body: &Body) -> Option<Body> {
+        let live: Vec<(&str, &str)> =
+            self.placeholders.iter().filter(|(value, _)| !value.is_empty()).map(|(v, p)| (p.as_str(), v.as_str())).collect();
+        if live.is_empty() {
+            return None;
+        }
+        let mut body = body.clone();
+        for_each_string(&mut body, &mut |text| {
+            for (placeholder, value) in &live {
+                if text.contains(placeholder) {
+                    *text = text.replace(placeholder, value);
+                }
+            }
+        });
+        Some(body)
+    }
+}
+
+/// Calls `f` on every string a body holds (JSON strings at any depth, text, event payloads).
+fn for_each_string(body: &mut Body, f: &mut dyn FnMut(&mut String)) {
+    fn walk(value: &mut Value, f: &mut dyn FnMut(&mut String)) {
+        match value {
+            Value::String(text) => f(text),
+            Value::Array(items) => items.iter_mut().for_each(|item| walk(item, f)),
+            Value::Object(map) => map.values_mut().for_each(|item| walk(item, f)),
+            _ => {}
+        }
+    }
+    match body {
+        Body::Json { json } => walk(json, f),
+        Body::Text { text } => f(text),
+        Body::Sse { events, .. } => {
+            for event in events {
+                if let Some(data) = &mut event.data {
+                    walk(data, f);
+                }
+                if let Some(text) = &mut event.text {
+                    f(text);
+                }
+            }
+        }
+        Body::Ndjson { lines, .. } => lines.iter_mut().for_each(|line| walk(line, f)),
+        Body::Empty | Body::Binary { .. } => {}
+    }
+}
+
+fn luhn_valid(candidate: &str) -> bool {
+    let digits: Vec<u32> = candidate.chars().filter_map(|c| c.to_digit(10)).collect();
+    if digits.len() < 13 {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .sum();
+    sum % 10 == 0
 }
 
 /// A token-shaped string found by the pre-write scan.

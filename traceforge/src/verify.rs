@@ -57,6 +57,11 @@ pub enum MissKind {
         /// How many responses the cassette holds for it.
         recorded: usize,
     },
+    /// `sequence` strategy: the request differs too much from the one recorded at its position.
+    OutOfSequence {
+        /// The position of the call (1-based).
+        call: usize,
+    },
 }
 
 /// A request that found nothing to replay.
@@ -122,6 +127,13 @@ impl fmt::Display for VerificationFailure {
                             out,
                             "    matched a recording, but it was called {calls} time(s) and recorded {recorded} time(s)"
                         );
+                    }
+                    MissKind::OutOfSequence { call } => {
+                        let _ = writeln!(out, "    call {call} does not match the request recorded at that position:");
+                        if let Some(nearest) = &miss.nearest {
+                            let _ = writeln!(out, "    recorded: interactions[{}] {} (key {})", nearest.index, nearest.summary, short(&nearest.key));
+                            out.push_str(&render_differences(&nearest.differences, "      "));
+                        }
                     }
                     MissKind::NotRecorded => match &miss.nearest {
                         Some(nearest) => {

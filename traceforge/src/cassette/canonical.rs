@@ -42,18 +42,16 @@ pub(crate) fn canonical_request(
         }
     }
     let content_type = raw.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let mut body = Body::from_bytes(content_type, raw.body, true);
-    if let Body::Json { json } = &mut body {
-        scrubber.scrub_json(json);
-    }
-    RecordedRequest {
+    let mut request = RecordedRequest {
         method: raw.method.to_ascii_uppercase(),
         upstream: raw.upstream.to_owned(),
         path: normalise_path(raw.path),
         query,
         headers,
-        body,
-    }
+        body: Body::from_bytes(content_type, raw.body, true),
+    };
+    scrubber.scrub_request(&mut request);
+    request
 }
 
 /// `/v1//chat/completions/` and `/v1/chat/completions` are the same endpoint.

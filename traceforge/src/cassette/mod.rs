@@ -22,6 +22,9 @@ pub struct CassetteFile {
     pub format_version: u32,
     /// One entry per distinct request, sorted by key.
     pub interactions: Vec<Interaction>,
+    /// With the `sequence` strategy only: the key of each call, in call order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
 }
 
 /// A distinct request and the responses it received, in the order they were recorded: the

@@ -75,6 +75,9 @@ fn validate(path: &Path, file: &CassetteFile) -> Result<()> {
             return Err(invalid(format!("interactions[{index}] has no responses")));
         }
     }
+    if let Some(missing) = file.order.iter().find(|key| !seen.contains_key(key.as_str())) {
+        return Err(invalid(format!("order names key {missing}, which no interaction has")));
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use hyper::body::{Frame, Incoming};
 
 use super::Shared;
 use crate::cassette::body::ReplayBody;
-use crate::cassette::canonical::{canonical_request, request_key, RawRequest};
+use crate::cassette::canonical::{canonical_request, RawRequest};
 use crate::cassette::{Body, RecordedRequest, RecordedResponse};
 use crate::config::Upstream;
 use crate::mode::Mode;
@@ -128,19 +128,19 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
         &shared.settings.match_headers,
         &shared.settings.scrubber,
     );
-    let key = request_key(&canonical);
+    let key = shared.settings.matcher.key(&canonical);
 
     let forward_and_record = match shared.mode {
         Mode::Off => false,
         Mode::Record => true,
         Mode::Replay | Mode::Strict | Mode::Auto => {
             let mut session = shared.lock_session();
-            match session.lookup(&key) {
-                Lookup::Hit(response) => return replay_response(response),
-                Lookup::Miss(_) if shared.mode == Mode::Auto => true,
-                Lookup::Miss(kind) => {
+            match session.lookup(&key, &canonical, shared.mode) {
+                Lookup::Hit(response) => return replay_response(response, &shared.settings.scrubber),
+                Lookup::Miss(_, _) if shared.mode == Mode::Auto => true,
+                Lookup::Miss(kind, nearest) => {
                     let message = miss_message(shared, &canonical, &kind);
-                    session.add_miss(key, canonical, kind);
+                    session.add_miss(key, canonical, kind, nearest);
                     return error_response(
                         upstream.provider,
                         StatusCode::NOT_FOUND,
@@ -162,6 +162,7 @@ fn miss_message(shared: &Shared, request: &RecordedRequest, kind: &MissKind) -> 
         MissKind::Exhausted { calls, recorded } => {
             format!("it was recorded {recorded} time(s) and this is call {calls}")
         }
+        MissKind::OutOfSequence { call } => format!("call {call} differs from the request recorded at that position"),
     };
     format!(
         "traceforge ({} mode): no recording for {} in {}: {why}. The test will fail with a diff; re-record with TRACEFORGE_VCR_MODE=record",
@@ -171,8 +172,11 @@ fn miss_message(shared: &Shared, request: &RecordedRequest, kind: &MissKind) -> 
     )
 }
 
-fn replay_response(recorded: &RecordedResponse) -> Response<ResponseBody> {
-    let mut response = Response::new(match recorded.body.replay() {
+fn replay_response(recorded: &RecordedResponse, scrubber: &crate::redact::Scrubber) -> Response<ResponseBody> {
+    // Secrets kept out of the cassette as placeholders go back in, from the environment.
+    let restored = scrubber.restore(&recorded.body);
+    let body = restored.as_ref().unwrap_or(&recorded.body);
+    let mut response = Response::new(match body.replay() {
         ReplayBody::Full(bytes) => full(bytes),
         ReplayBody::Chunks { chunks, complete } => {
             let frames = futures_util::stream::iter(chunks.into_iter().map(|c| Ok::<_, BoxError>(Frame::data(c))));
@@ -310,11 +314,10 @@ async fn forward(
                 let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });
                 match failure {
                     Some(error) if !streamed => session.upstream_failures.push(UpstreamFailure { summary, url, error }),
-                    _ => session.recorded.push((
-                        key,
-                        request,
-                        RecordedResponse { status: status.as_u16(), headers: stored_headers, body },
-                    )),
+                    _ => {
+                        let response = RecordedResponse { status: status.as_u16(), headers: stored_headers, body };
+                        session.recorded.push(prepare_recording(&task_shared, key, request, response));
+                    }
                 }
             }
             None => session.passed_through += 1,
@@ -331,6 +334,27 @@ async fn forward(
     *response.headers_mut() = client_headers;
     response.headers_mut().insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
     response
+}
+
+/// Scrubs a response and runs the user's hook on the whole interaction before it is kept. The
+/// hook may change the request, so the key is recomputed.
+fn prepare_recording(
+    shared: &Shared,
+    key: String,
+    request: RecordedRequest,
+    mut response: RecordedResponse,
+) -> (String, RecordedRequest, RecordedResponse) {
+    let scrubber = &shared.settings.scrubber;
+    scrubber.scrub_response(&mut response);
+    let mut interaction = crate::cassette::Interaction { key, request, responses: vec![response] };
+    scrubber.apply_hook(&mut interaction);
+    let key = shared.settings.matcher.key(&interaction.request);
+    let response = interaction.responses.pop().unwrap_or(RecordedResponse {
+        status: 500,
+        headers: std::collections::BTreeMap::new(),
+        body: Body::Text { text: "the before_save hook removed the response".to_owned() },
+    });
+    (key, interaction.request, response)
 }
 
 fn describe_reqwest_error(error: &reqwest::Error) -> String {

@@ -17,7 +17,9 @@ use tokio::sync::{oneshot, watch};
 pub use handler::OUTCOME_HEADER;
 
 use crate::cassette::storage::{self, SaveOptions};
-use crate::config::{self, RecordErrors, Upstream, DEFAULT_MATCH_HEADERS};
+use crate::cassette::Interaction;
+use crate::config::{self, Choices, RecordErrors, Upstream};
+use crate::matching::{Exhausted, Matcher, Normaliser, Strategy};
 use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::redact::Scrubber;
@@ -32,6 +34,7 @@ const IN_FLIGHT_GRACE: Duration = Duration::from_secs(60);
 pub(crate) struct Settings {
     pub(crate) match_headers: Vec<String>,
     pub(crate) scrubber: Scrubber,
+    pub(crate) matcher: Matcher,
     pub(crate) record_errors: RecordErrors,
     pub(crate) max_body_bytes: usize,
     pub(crate) allowed_secret_paths: Vec<String>,
@@ -108,7 +111,10 @@ pub struct RecorderBuilder {
     upstreams: Vec<(String, String)>,
     mode: Option<Mode>,
     forced_mode: Option<Mode>,
-    settings: Settings,
+    choices: Choices,
+    record_errors: RecordErrors,
+    max_body_bytes: usize,
+    connect_timeout: Duration,
     test: Option<String>,
     rerecord: Option<String>,
 }
@@ -120,14 +126,10 @@ impl Default for RecorderBuilder {
             upstreams: Vec::new(),
             mode: None,
             forced_mode: None,
-            settings: Settings {
-                match_headers: DEFAULT_MATCH_HEADERS.iter().map(|s| s.to_string()).collect(),
-                scrubber: Scrubber::default(),
-                record_errors: RecordErrors::default(),
-                max_body_bytes: 64 * 1024 * 1024,
-                allowed_secret_paths: Vec::new(),
-                connect_timeout: Duration::from_secs(30),
-            },
+            choices: Choices::default(),
+            record_errors: RecordErrors::default(),
+            max_body_bytes: 64 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(30),
             test: None,
             rerecord: None,
         }
@@ -162,38 +164,111 @@ impl RecorderBuilder {
     /// Makes a request header part of the request key (in addition to `anthropic-version` and
     /// `openai-beta`). Secret headers are never matched on.
     pub fn match_header(mut self, name: &str) -> Self {
-        self.settings.match_headers.push(name.to_ascii_lowercase());
+        self.choices.match_headers.push(name.to_ascii_lowercase());
         self
     }
 
     /// Which error statuses get recorded (none by default).
     pub fn record_errors(mut self, policy: RecordErrors) -> Self {
-        self.settings.record_errors = policy;
+        self.record_errors = policy;
         self
     }
 
     /// Treats one more header as a secret: never stored, never matched on.
     pub fn redact_header(mut self, name: &str) -> Self {
-        self.settings.scrubber.add_header(name);
+        self.choices.redact_headers.push(name.to_owned());
         self
     }
 
     /// Accepts secret-shaped values at this JSON path of the cassette (exact, or a prefix
     /// ending in `*`), e.g. `$.interactions[*]` is not supported but `$.interactions*` is.
     pub fn allow_secret_path(mut self, json_path: &str) -> Self {
-        self.settings.allowed_secret_paths.push(json_path.to_owned());
+        self.choices.allow_secret_paths.push(json_path.to_owned());
         self
     }
 
     /// Largest request body accepted (64 MiB by default); larger ones get a 413.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_body_bytes = bytes;
+        self.max_body_bytes = bytes;
         self
     }
 
     /// How long to wait for an upstream connection (30 s by default).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Reads team-wide matching and redaction settings from a `traceforge.toml` (the attribute
+    /// uses the one at the crate root). A missing file is fine; an invalid one is an error.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.choices.config_file = Some(path.into());
+        self
+    }
+
+    /// Leaves a body field out of the request key, e.g. `$.user`, `$.metadata` or
+    /// `$.messages[*].tool_call_id`. Checked when the recorder starts.
+    pub fn ignore_path(mut self, json_path: &str) -> Self {
+        self.choices.ignore_paths.push(json_path.to_owned());
+        self
+    }
+
+    /// The matching strategy (`TRACEFORGE_MATCH_STRATEGY` overrides it).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.choices.strategy = Some(strategy);
+        self
+    }
+
+    /// Turns on an opt-in normaliser.
+    pub fn normaliser(mut self, normaliser: Normaliser) -> Self {
+        if !self.choices.normalisers.contains(&normaliser) {
+            self.choices.normalisers.push(normaliser);
+        }
+        self
+    }
+
+    /// What a call beyond the recorded ones gets (never anything but a miss in `strict`).
+    pub fn on_exhausted(mut self, policy: Exhausted) -> Self {
+        self.choices.exhausted = Some(policy);
+        self
+    }
+
+    /// In `sequence`, how many fields may differ before a call no longer counts as the
+    /// recorded one (10 by default).
+    pub fn sequence_tolerance(mut self, fields: usize) -> Self {
+        self.choices.sequence_tolerance = Some(fields);
+        self
+    }
+
+    /// Replaces the value at this body path (requests and responses) with `<REDACTED>`.
+    pub fn redact_json_path(mut self, json_path: &str) -> Self {
+        self.choices.redact_json_paths.push(json_path.to_owned());
+        self
+    }
+
+    /// Replaces every match of `regex` in bodies and query values with `placeholder`.
+    pub fn redact_pattern(mut self, regex: &str, placeholder: &str) -> Self {
+        self.choices.patterns.push((regex.to_owned(), placeholder.to_owned()));
+        self
+    }
+
+    /// Keeps the value of environment variable `env` out of the cassette as `placeholder`,
+    /// and puts it back into replayed responses when the variable is set.
+    pub fn env_placeholder(mut self, env: &str, placeholder: &str) -> Self {
+        self.choices.env_placeholders.push((env.to_owned(), placeholder.to_owned()));
+        self
+    }
+
+    /// Redacts e-mail addresses, phone numbers and card numbers.
+    pub fn redact_pii(mut self) -> Self {
+        self.choices.pii = true;
+        self
+    }
+
+    /// Runs `hook` on each interaction before it is stored (and on each incoming request, with
+    /// no responses, so that matching sees the same form).
+    pub fn before_save(mut self, hook: impl Fn(&mut Interaction) + Send + Sync + 'static) -> Self {
+        self.choices.hook = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -220,6 +295,16 @@ impl RecorderBuilder {
         };
         let cassette_path = self.cassette.unwrap_or_else(|| PathBuf::from("cassettes/traceforge.json"));
         let upstreams = config::resolve_upstreams(&self.upstreams)?;
+        let rules = config::resolve_rules(&self.choices)?;
+        let settings = Settings {
+            match_headers: rules.match_headers,
+            scrubber: rules.scrubber,
+            matcher: rules.matcher,
+            record_errors: self.record_errors,
+            max_body_bytes: self.max_body_bytes,
+            allowed_secret_paths: rules.allowed_secret_paths,
+            connect_timeout: self.connect_timeout,
+        };
         let baseline = if mode == Mode::Off { None } else { storage::load(&cassette_path)? };
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Server { source })?;
@@ -231,9 +316,9 @@ impl RecorderBuilder {
             mode,
             cassette_path,
             upstreams,
-            settings: self.settings,
+            session: Mutex::new(Session::new(baseline, settings.matcher.clone())),
+            settings,
             base_url: format!("http://{address}"),
-            session: Mutex::new(Session::new(baseline)),
             client: OnceLock::new(),
             in_flight,
         });

@@ -6,28 +6,34 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::cassette::storage::by_key;
 use crate::cassette::{CassetteFile, Interaction, RecordedRequest, RecordedResponse, FORMAT_VERSION};
-use crate::miss;
+use crate::matching::{Exhausted, Matcher, Strategy};
+use crate::miss::{self, Nearest};
 use crate::mode::Mode;
 use crate::verify::{Miss, MissKind, Unused, UpstreamFailure};
 
 /// The answer of a cassette lookup.
 pub(crate) enum Lookup<'a> {
-    /// The next recorded response for this request.
+    /// The response to replay.
     Hit(&'a RecordedResponse),
-    /// Nothing (more) to replay.
-    Miss(MissKind),
+    /// Nothing (more) to replay; `nearest` is set when the miss already knows its closest
+    /// recording (a request out of sequence).
+    Miss(MissKind, Option<Nearest>),
 }
 
 #[derive(Default)]
 pub(crate) struct Session {
+    matcher: Matcher,
     /// The cassette as loaded at start (`None` when the file did not exist).
     baseline: Option<CassetteFile>,
     /// Key to position in `baseline.interactions`.
     index: HashMap<String, usize>,
+    /// Whether the baseline's keys were recomputed under the current matching rules.
+    rekeyed: bool,
     /// Per baseline interaction, how many of its responses were played.
     played: Vec<usize>,
-    /// Per key, how often this run made the request.
+    /// Per key, how often this run made the request; and in all.
     calls: HashMap<String, usize>,
+    total_calls: usize,
     /// Responses recorded in this run, in completion order.
     pub(crate) recorded: Vec<(String, RecordedRequest, RecordedResponse)>,
     pub(crate) hits: usize,
@@ -37,11 +43,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(baseline: Option<CassetteFile>) -> Session {
+    pub(crate) fn new(baseline: Option<CassetteFile>, matcher: Matcher) -> Session {
         let interactions = baseline.as_ref().map_or(&[][..], |b| &b.interactions[..]);
         let index = interactions.iter().enumerate().map(|(i, it)| (it.key.clone(), i)).collect();
         let played = vec![0; interactions.len()];
-        Session { baseline, index, played, ..Session::default() }
+        Session { matcher, baseline, index, played, ..Session::default() }
     }
 
     pub(crate) fn has_cassette(&self) -> bool {
@@ -52,41 +58,122 @@ impl Session {
         self.baseline.as_ref().map_or(&[][..], |b| &b.interactions[..])
     }
 
-    /// Counts a call of `key` and returns the response to replay, if any is left.
-    pub(crate) fn lookup(&mut self, key: &str) -> Lookup<'_> {
+    /// Recomputes the baseline's keys under the current rules, once. Stored keys are trusted
+    /// first (fast loads); they differ only when the matching rules changed since recording.
+    fn rekey(&mut self) -> bool {
+        if self.rekeyed {
+            return false;
+        }
+        self.rekeyed = true;
+        let Some(baseline) = self.baseline.as_mut() else { return false };
+        let mut renamed = HashMap::new();
+        for interaction in &mut baseline.interactions {
+            let key = self.matcher.key(&interaction.request);
+            if key != interaction.key {
+                renamed.insert(std::mem::replace(&mut interaction.key, key.clone()), key);
+            }
+        }
+        for key in &mut baseline.order {
+            if let Some(new) = renamed.get(key) {
+                *key = new.clone();
+            }
+        }
+        // The first interaction with a key wins, should two now share one.
+        self.index.clear();
+        for (position, interaction) in baseline.interactions.iter().enumerate().rev() {
+            self.index.insert(interaction.key.clone(), position);
+        }
+        !renamed.is_empty()
+    }
+
+    /// Counts a call and finds the response to replay. `repeat_allowed` is false in strict.
+    pub(crate) fn lookup(&mut self, key: &str, request: &RecordedRequest, mode: Mode) -> Lookup<'_> {
         let calls = {
             let calls = self.calls.entry(key.to_owned()).or_default();
             *calls += 1;
             *calls
         };
+        self.total_calls += 1;
         if self.baseline.is_none() {
-            return Lookup::Miss(MissKind::NoCassette);
+            return Lookup::Miss(MissKind::NoCassette, None);
         }
-        let Some(&position) = self.index.get(key) else {
-            return Lookup::Miss(MissKind::NotRecorded);
+        let sequential = self.matcher.strategy == Strategy::Sequence && self.baseline.as_ref().is_some_and(|b| !b.order.is_empty());
+        let position = if sequential {
+            match self.sequence_position(request) {
+                Ok(position) => position,
+                Err(miss) => return miss,
+            }
+        } else {
+            if !self.index.contains_key(key) && !self.matcher.is_identity() && self.rekey() {
+                // Fall through to the lookup below with the recomputed keys.
+            }
+            match self.index.get(key) {
+                Some(&position) => position,
+                None => return Lookup::Miss(MissKind::NotRecorded, None),
+            }
         };
         let played = self.played[position];
         let interactions = self.baseline.as_ref().map_or(&[][..], |b| &b.interactions[..]);
-        match interactions[position].responses.get(played) {
-            Some(response) => {
-                self.played[position] += 1;
+        let responses = &interactions[position].responses;
+        if let Some(response) = responses.get(played) {
+            self.played[position] += 1;
+            self.hits += 1;
+            return Lookup::Hit(response);
+        }
+        let policy = match (mode, self.matcher.exhausted) {
+            (Mode::Strict, _) => Exhausted::Error,
+            (_, Some(policy)) => policy,
+            (Mode::Auto, None) => Exhausted::Forward,
+            (_, None) => Exhausted::Error,
+        };
+        match (policy, responses.last()) {
+            (Exhausted::RepeatLast, Some(last)) => {
                 self.hits += 1;
-                Lookup::Hit(response)
+                Lookup::Hit(last)
             }
-            None => Lookup::Miss(MissKind::Exhausted { calls, recorded: interactions[position].responses.len() }),
+            _ => Lookup::Miss(MissKind::Exhausted { calls, recorded: responses.len() }, None),
         }
     }
 
-    pub(crate) fn add_miss(&mut self, key: String, request: RecordedRequest, kind: MissKind) {
-        self.misses.push(Miss { request, key, kind, nearest: None });
+    /// In `sequence`: the interaction recorded at this call's position, if the request is close
+    /// enough to it.
+    fn sequence_position(&mut self, request: &RecordedRequest) -> Result<usize, Lookup<'static>> {
+        if !self.matcher.is_identity() {
+            self.rekey();
+        }
+        let call = self.total_calls - 1;
+        let order_len = self.baseline.as_ref().map_or(0, |b| b.order.len());
+        let Some(expected) = self.baseline.as_ref().and_then(|b| b.order.get(call)).cloned() else {
+            return Err(Lookup::Miss(MissKind::Exhausted { calls: call + 1, recorded: order_len }, None));
+        };
+        let Some(&position) = self.index.get(&expected) else {
+            return Err(Lookup::Miss(MissKind::NotRecorded, None));
+        };
+        let recorded = &self.interactions()[position];
+        let differences = miss::differences(&self.matcher.view(&recorded.request), &self.matcher.view(request));
+        let endpoint_differs = differences.iter().any(|d| miss::ENDPOINT_FIELDS.contains(&d.path.as_str()));
+        if endpoint_differs || differences.len() > self.matcher.sequence_tolerance {
+            let nearest = Nearest {
+                index: position,
+                key: recorded.key.clone(),
+                summary: recorded.request.summary(),
+                differences,
+            };
+            return Err(Lookup::Miss(MissKind::OutOfSequence { call: call + 1 }, Some(nearest)));
+        }
+        Ok(position)
+    }
+
+    pub(crate) fn add_miss(&mut self, key: String, request: RecordedRequest, kind: MissKind, nearest: Option<Nearest>) {
+        self.misses.push(Miss { request, key, kind, nearest });
     }
 
     /// Fills in each miss's nearest recorded request; done once, at the end, off the hot path.
     pub(crate) fn explain_misses(&mut self) {
         let mut misses = std::mem::take(&mut self.misses);
         for miss in &mut misses {
-            if miss.kind == MissKind::NotRecorded {
-                miss.nearest = miss::nearest(&miss.request, self.interactions());
+            if miss.kind == MissKind::NotRecorded && miss.nearest.is_none() {
+                miss.nearest = miss::nearest(&miss.request, self.interactions(), &self.matcher);
             }
         }
         self.misses = misses;
@@ -126,26 +213,31 @@ impl Session {
     ///   process added after this run loaded the file.
     /// * `auto`: everything on disk stays; this run's new responses are appended, skipping any
     ///   that another process already appended at the same position.
+    ///
+    /// Keys are recomputed under the current matching rules, and in `sequence` the call order
+    /// is kept in `order`.
     pub(crate) fn merge(&self, mode: Mode, on_disk: Option<CassetteFile>) -> CassetteFile {
         let ours = self.recorded_by_key();
-        let mut result = by_key(on_disk.map(|f| f.interactions).unwrap_or_default());
+        let on_disk = on_disk.unwrap_or_default();
+        let disk_order = on_disk.order;
+        let mut result = by_key(rekeyed(on_disk.interactions, &self.matcher));
         let baseline_len = |key: &str| self.index.get(key).map_or(0, |&i| self.interactions()[i].responses.len());
+        let new_keys: Vec<String>;
         match mode {
             Mode::Record => {
                 result.retain(|key, _| !self.index.contains_key(key) && !ours.contains_key(key));
+                new_keys = self.recorded.iter().map(|(key, ..)| key.clone()).collect();
                 result.extend(ours);
             }
             _ => {
+                new_keys = self.recorded.iter().map(|(key, ..)| key.clone()).collect();
                 for (key, interaction) in ours {
                     let first_ordinal = baseline_len(&key);
                     match result.get_mut(&key) {
                         Some(existing) => {
                             let present = existing.responses.len();
-                            let new = interaction
-                                .responses
-                                .into_iter()
-                                .enumerate()
-                                .filter(|(i, _)| first_ordinal + i >= present);
+                            let new =
+                                interaction.responses.into_iter().enumerate().filter(|(i, _)| first_ordinal + i >= present);
                             existing.responses.extend(new.map(|(_, r)| r));
                         }
                         None => {
@@ -155,6 +247,34 @@ impl Session {
                 }
             }
         }
-        CassetteFile { format_version: FORMAT_VERSION, interactions: result.into_values().collect() }
+        let order = match (self.matcher.strategy, mode) {
+            (Strategy::Content, _) => Vec::new(),
+            (Strategy::Sequence, Mode::Record) => new_keys,
+            (Strategy::Sequence, _) => {
+                let mut order: Vec<String> = disk_order.into_iter().filter(|k| result.contains_key(k)).collect();
+                order.extend(new_keys);
+                order
+            }
+        };
+        CassetteFile { format_version: FORMAT_VERSION, interactions: result.into_values().collect(), order }
     }
+}
+
+/// Interactions under the current rules' keys; interactions that now share a key are joined,
+/// their responses kept in order.
+fn rekeyed(interactions: Vec<Interaction>, matcher: &Matcher) -> Vec<Interaction> {
+    if matcher.is_identity() {
+        return interactions;
+    }
+    let mut joined: BTreeMap<String, Interaction> = BTreeMap::new();
+    for mut interaction in interactions {
+        interaction.key = matcher.key(&interaction.request);
+        match joined.get_mut(&interaction.key) {
+            Some(existing) => existing.responses.append(&mut interaction.responses),
+            None => {
+                joined.insert(interaction.key.clone(), interaction);
+            }
+        }
+    }
+    joined.into_values().collect()
 }

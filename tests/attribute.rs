@@ -112,3 +112,24 @@ fn a_panicking_body_leaves_the_cassette_untouched() {
     assert!(outcome.is_err(), "the panic must reach the test harness");
     assert_eq!(std::fs::read(&path).unwrap_or_default(), before);
 }
+
+/// The attribute's `ignore(...)`: this test shares `answers_in_french`'s cassette while sending a
+/// per-run `user` id that the recording never had.
+#[traceforge::cassette(name = "answers_in_french", ignore("$.user", "$.metadata"))]
+async fn ignored_paths_from_the_attribute(tf: Cassette) {
+    let body = json!({
+        "model": "gpt-4o-mini",
+        "temperature": 0.0,
+        "messages": [{"role": "user", "content": "What is the capital of France? Answer in French."}],
+        "user": format!("run-{}", std::process::id()),
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", tf.url("openai")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(answer["choices"][0]["message"]["content"], "La capitale de la France est Paris.");
+}

@@ -88,6 +88,48 @@ async fn environment_variables_override_code_and_ci_defaults_to_strict() {
     set("TRACEFORGE_UPSTREAM_OPENAI", None);
     set("TRACEFORGE_UPSTREAM_LOCAL_LLM", None);
 
+    // Matching settings: the environment's strategy beats the builder's; ignored paths add up.
+    set(config::STRATEGY_ENV, Some("bogus"));
+    let message = Recorder::builder().cassette(&path).start().err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains(config::STRATEGY_ENV) && message.contains("content, sequence"), "{message}");
+    set(config::STRATEGY_ENV, None);
+    set(config::IGNORE_PATHS_ENV, Some("$.user, $.metadata"));
+    let placeholder_path = support::cassette_in(&dir, "placeholders");
+    set("TRACEFORGE_TEST_ORG_ID", Some("org-LIVEORGIDVALUE"));
+    let recorder = Recorder::builder()
+        .cassette(&placeholder_path)
+        .upstream("openai", &fake.base_url())
+        .env_placeholder("TRACEFORGE_TEST_ORG_ID", "<OPENAI_ORG>")
+        .force_mode(Mode::Record)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ask = |base: String, user: &'static str| async move {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/chat/completions"))
+            .json(&json!({"model": "m", "user": user, "messages": [{"role": "user", "content": "org-LIVEORGIDVALUE"}]}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        response.json::<serde_json::Value>().await.unwrap_or_default()
+    };
+    let recorded = ask(recorder.url("openai"), "alice").await;
+    recorder.finish().await.unwrap_or_else(|e| panic!("{e}"));
+    let text = support::read(&placeholder_path);
+    assert!(!text.contains("LIVEORGIDVALUE") && text.contains("<OPENAI_ORG>"), "{text}");
+    // At replay the placeholder is restored from the environment, and `user` is ignored.
+    let recorder = Recorder::builder()
+        .cassette(&placeholder_path)
+        .env_placeholder("TRACEFORGE_TEST_ORG_ID", "<OPENAI_ORG>")
+        .force_mode(Mode::Strict)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let replayed = ask(recorder.url("openai"), "bob").await;
+    recorder.finish().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(replayed, recorded);
+    assert_eq!(replayed["choices"][0]["message"]["content"], "You said: org-LIVEORGIDVALUE");
+    set(config::IGNORE_PATHS_ENV, None);
+    set("TRACEFORGE_TEST_ORG_ID", None);
+
     // TRACEFORGE_CASSETTE_DIR moves the cassette root, relative to the crate.
     assert!(config::default_cassette_path("/crate", "tests_chat::french", "asks")
         .ends_with("cassettes/tests_chat/french/asks.json"));

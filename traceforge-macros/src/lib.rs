@@ -8,7 +8,7 @@ use quote::{quote, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, ItemFn, LitStr, Path, Type};
 
-const OPTIONS: &str = "`upstream`, `name`, `path`, `mode`, `flavor`, `crate`";
+const OPTIONS: &str = "`upstream`, `name`, `path`, `mode`, `flavor`, `ignore`, `strategy`, `crate`";
 const MODES: [&str; 5] = ["off", "record", "replay", "auto", "strict"];
 
 // Documented on its re-export, `traceforge::cassette` (docs/attribute.md).
@@ -43,6 +43,8 @@ struct Options {
     path: Option<LitStr>,
     mode: Option<LitStr>,
     flavor: Option<LitStr>,
+    ignore: Vec<LitStr>,
+    strategy: Option<LitStr>,
     crate_path: Option<Path>,
 }
 
@@ -108,6 +110,27 @@ fn parse_options(args: TokenStream2) -> syn::Result<Options> {
                     return Err(syn::Error::new(flavor.span(), "`flavor` is \"current_thread\" or \"multi_thread\""));
                 }
                 options.flavor = Some(flavor);
+                Ok(())
+            }
+            "ignore" => {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let paths = content.parse_terminated(|input| input.parse::<LitStr>(), syn::Token![,])?;
+                for path in paths {
+                    if !path.value().starts_with('$') {
+                        let message = "a JSON path starts with `$`, e.g. `$.user` or `$.messages[*].tool_call_id`";
+                        return Err(syn::Error::new(path.span(), message));
+                    }
+                    options.ignore.push(path);
+                }
+                Ok(())
+            }
+            "strategy" => {
+                let strategy: LitStr = meta.value()?.parse()?;
+                if !["content", "sequence"].contains(&strategy.value().as_str()) {
+                    return Err(syn::Error::new(strategy.span(), "`strategy` is \"content\" or \"sequence\""));
+                }
+                options.strategy = Some(strategy);
                 Ok(())
             }
             "crate" => {
@@ -202,6 +225,14 @@ fn expand(args: TokenStream2, function: ItemFn) -> syn::Result<TokenStream2> {
         }
         None => quote!(::core::option::Option::None),
     };
+    let ignore_paths = options.ignore.iter();
+    let strategy = match &options.strategy {
+        Some(strategy) => {
+            let variant = syn::Ident::new(&capitalise(&strategy.value()), strategy.span());
+            quote!(::core::option::Option::Some(#crate_path::Strategy::#variant))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let multi_thread = options.flavor.as_ref().is_some_and(|f| f.value() == "multi_thread");
     let call_body = if takes_cassette {
         quote!(|cassette| __traceforge_body(cassette))
@@ -224,6 +255,8 @@ fn expand(args: TokenStream2, function: ItemFn) -> syn::Result<TokenStream2> {
             path: #cassette_path,
             mode: #mode,
             multi_thread: #multi_thread,
+            ignore_paths: &[#(#ignore_paths),*],
+            strategy: #strategy,
         };
     };
     Ok(match tokio_attribute {

@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
 
-use crate::{config, Cassette, Mode, Outcome, Recorder};
+use crate::{config, Cassette, Mode, Outcome, Recorder, Strategy};
 
 /// Where the test lives, captured by the macro in the caller's crate.
 pub struct TestMeta {
@@ -35,6 +35,10 @@ pub struct TestOptions {
     pub mode: Option<Mode>,
     /// `flavor = "multi_thread"`.
     pub multi_thread: bool,
+    /// `ignore("$.user", ...)`.
+    pub ignore_paths: &'static [&'static str],
+    /// `strategy = "..."`.
+    pub strategy: Option<Strategy>,
 }
 
 /// Test functions may return `()` or a `Result`; a returned `Err` fails the test like a panic.
@@ -82,13 +86,22 @@ fn start(meta: &TestMeta, options: &TestOptions) -> Recorder {
             config::default_cassette_path(meta.manifest_dir, meta.module_path, name.unwrap_or(meta.test_name))
         }
     };
-    let mut builder =
-        Recorder::builder().cassette(path).test_name(&meta.test_path()).rerecord_command(&meta.rerecord_command());
+    let mut builder = Recorder::builder()
+        .cassette(path)
+        .config_file(std::path::Path::new(meta.manifest_dir).join(config::CONFIG_FILE))
+        .test_name(&meta.test_path())
+        .rerecord_command(&meta.rerecord_command());
     for (name, url) in options.upstreams {
         builder = builder.upstream(name, url);
     }
     if let Some(mode) = options.mode {
         builder = builder.mode(mode);
+    }
+    for path in options.ignore_paths {
+        builder = builder.ignore_path(path);
+    }
+    if let Some(strategy) = options.strategy {
+        builder = builder.strategy(strategy);
     }
     match builder.start() {
         Ok(recorder) => recorder,

@@ -338,13 +338,15 @@ pub(crate) fn resolve_rules(choices: &Choices) -> Result<Rules> {
     for header in file.redaction.headers.iter().chain(&choices.redact_headers) {
         scrubber.add_header(header);
     }
-    let json_paths = [(file_name.as_str(), &file.redaction.json_paths), ("the test's configuration", &choices.redact_json_paths)];
+    let json_paths =
+        [(file_name.as_str(), &file.redaction.json_paths), ("the test's configuration", &choices.redact_json_paths)];
     for (source, paths) in json_paths {
         for path in paths {
             scrubber.add_json_path(JsonPath::parse(path).map_err(|e| invalid(source, e.to_string()))?);
         }
     }
-    let file_patterns = file.redaction.patterns.iter().map(|p| (file_name.as_str(), p.regex.as_str(), p.placeholder.as_str()));
+    let file_patterns =
+        file.redaction.patterns.iter().map(|p| (file_name.as_str(), p.regex.as_str(), p.placeholder.as_str()));
     let chosen_patterns = choices.patterns.iter().map(|(r, p)| ("the test's configuration", r.as_str(), p.as_str()));
     for (source, regex, placeholder) in file_patterns.chain(chosen_patterns) {
         scrubber
@@ -352,7 +354,9 @@ pub(crate) fn resolve_rules(choices: &Choices) -> Result<Rules> {
             .map_err(|e| invalid(source, format!("the redaction regex `{regex}` does not compile: {e}")))?;
     }
     let file_placeholders = file.redaction.env_placeholders.iter().map(|p| (p.env.as_str(), p.placeholder.as_str()));
-    for (env, placeholder) in file_placeholders.chain(choices.env_placeholders.iter().map(|(e, p)| (e.as_str(), p.as_str()))) {
+    for (env, placeholder) in
+        file_placeholders.chain(choices.env_placeholders.iter().map(|(e, p)| (e.as_str(), p.as_str())))
+    {
         scrubber.add_env_placeholder(env, placeholder);
     }
     if choices.pii || file.redaction.pii {
@@ -369,6 +373,7 @@ pub(crate) fn resolve_rules(choices: &Choices) -> Result<Rules> {
             match_headers.push(header);
         }
     }
-    let allowed_secret_paths = file.redaction.allow_secret_paths.iter().chain(&choices.allow_secret_paths).cloned().collect();
+    let allowed_secret_paths =
+        file.redaction.allow_secret_paths.iter().chain(&choices.allow_secret_paths).cloned().collect();
     Ok(Rules { matcher, scrubber, match_headers, allowed_secret_paths })
 }

@@ -19,7 +19,8 @@ pub enum Strategy {
     #[default]
     Content,
     /// By position: the nth request gets the nth recorded interaction, after a check that the
-    /// two are close enough (same endpoint, at most `sequence_tolerance` differing fields).
+    /// two are close enough (same endpoint, same `model`, at most `sequence_tolerance` differing
+    /// fields).
     /// For agents whose histories carry volatile ids.
     Sequence,
 }
@@ -186,9 +187,12 @@ mod tests {
 
     #[test]
     fn normalisers_are_opt_in() {
-        let blocks = request(json!({"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}));
+        let blocks = request(
+            json!({"model": "gpt-4o-2024-08-06", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}),
+        );
         let plain = request(json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}));
-        let normalising = Matcher { normalisers: vec![Normaliser::ContentBlocks, Normaliser::DatedModels], ..Matcher::default() };
+        let normalising =
+            Matcher { normalisers: vec![Normaliser::ContentBlocks, Normaliser::DatedModels], ..Matcher::default() };
         assert_eq!(normalising.key(&blocks), normalising.key(&plain));
         assert_ne!(Matcher::default().key(&blocks), Matcher::default().key(&plain));
         let claude = request(json!({"model": "claude-3-5-sonnet-20241022"}));

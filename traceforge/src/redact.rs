@@ -274,8 +274,12 @@ impl Scrubber {
     /// Puts secrets back where placeholders stand, for a response about to be replayed.
     /// Returns `None` when there is nothing to restore.
     pub fn restore(&self, body: &Body) -> Option<Body> {
-        let live: Vec<(&str, &str)> =
-            self.placeholders.iter().filter(|(value, _)| !value.is_empty()).map(|(v, p)| (p.as_str(), v.as_str())).collect();
+        let live: Vec<(&str, &str)> = self
+            .placeholders
+            .iter()
+            .filter(|(value, _)| !value.is_empty())
+            .map(|(v, p)| (p.as_str(), v.as_str()))
+            .collect();
         if live.is_empty() {
             return None;
         }
@@ -328,9 +332,19 @@ fn luhn_valid(candidate: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                d
+            }
+        })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A token-shaped string found by the pre-write scan.

@@ -131,7 +131,13 @@ impl fmt::Display for VerificationFailure {
                     MissKind::OutOfSequence { call } => {
                         let _ = writeln!(out, "    call {call} does not match the request recorded at that position:");
                         if let Some(nearest) = &miss.nearest {
-                            let _ = writeln!(out, "    recorded: interactions[{}] {} (key {})", nearest.index, nearest.summary, short(&nearest.key));
+                            let _ = writeln!(
+                                out,
+                                "    recorded: interactions[{}] {} (key {})",
+                                nearest.index,
+                                nearest.summary,
+                                short(&nearest.key)
+                            );
                             out.push_str(&render_differences(&nearest.differences, "      "));
                         }
                     }

@@ -97,7 +97,8 @@ impl Session {
         if self.baseline.is_none() {
             return Lookup::Miss(MissKind::NoCassette, None);
         }
-        let sequential = self.matcher.strategy == Strategy::Sequence && self.baseline.as_ref().is_some_and(|b| !b.order.is_empty());
+        let sequential =
+            self.matcher.strategy == Strategy::Sequence && self.baseline.as_ref().is_some_and(|b| !b.order.is_empty());
         let position = if sequential {
             match self.sequence_position(request) {
                 Ok(position) => position,
@@ -151,8 +152,11 @@ impl Session {
         };
         let recorded = &self.interactions()[position];
         let differences = miss::differences(&self.matcher.view(&recorded.request), &self.matcher.view(request));
-        let endpoint_differs = differences.iter().any(|d| miss::ENDPOINT_FIELDS.contains(&d.path.as_str()));
-        if endpoint_differs || differences.len() > self.matcher.sequence_tolerance {
+        // Close enough: the same endpoint and model, and few differing fields (volatile ids).
+        let decisive = differences
+            .iter()
+            .any(|d| miss::ENDPOINT_FIELDS.contains(&d.path.as_str()) || d.path == "$.body.json.model");
+        if decisive || differences.len() > self.matcher.sequence_tolerance {
             let nearest = Nearest {
                 index: position,
                 key: recorded.key.clone(),
@@ -236,8 +240,11 @@ impl Session {
                     match result.get_mut(&key) {
                         Some(existing) => {
                             let present = existing.responses.len();
-                            let new =
-                                interaction.responses.into_iter().enumerate().filter(|(i, _)| first_ordinal + i >= present);
+                            let new = interaction
+                                .responses
+                                .into_iter()
+                                .enumerate()
+                                .filter(|(i, _)| first_ordinal + i >= present);
                             existing.responses.extend(new.map(|(_, r)| r));
                         }
                         None => {

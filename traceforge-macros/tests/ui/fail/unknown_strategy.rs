@@ -1,0 +1,6 @@
+#[traceforge::cassette(strategy = "fuzzy")]
+async fn matches(tf: traceforge::Cassette) {
+    let _ = tf;
+}
+
+fn main() {}

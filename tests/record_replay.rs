@@ -449,3 +449,47 @@ async fn record_mode_drops_recordings_the_test_no_longer_makes() {
     assert_eq!(file["interactions"], json!([]));
     finish_ok(recorder(&path, Mode::Strict, NOWHERE)).await;
 }
+
+#[tokio::test]
+async fn sdks_surface_a_miss_as_an_api_error_and_do_not_retry_it() {
+    use async_openai::config::OpenAIConfig;
+    use async_openai::types::embeddings::CreateEmbeddingRequestArgs;
+
+    let dir = scratch();
+    let path = cassette_in(&dir, "empty");
+    std::fs::write(&path, "{\"format_version\": 1, \"interactions\": []}\n").unwrap_or_else(|e| panic!("{e}"));
+    let rec = recorder(&path, Mode::Strict, NOWHERE);
+    let client =
+        async_openai::Client::with_config(OpenAIConfig::new().with_api_base(rec.url("openai")).with_api_key("k"));
+    let request = CreateEmbeddingRequestArgs::default().model("m").input("x").build().unwrap_or_else(|e| panic!("{e}"));
+    match client.embeddings().create(request).await {
+        Err(async_openai::error::OpenAIError::ApiError(error)) => {
+            assert_eq!(error.status_code.as_u16(), 404);
+            let error = error.api_error;
+            assert_eq!(error.r#type.as_deref(), Some("traceforge_cassette_miss"));
+            assert!(error.message.contains("no recorded request matches it"), "{}", error.message);
+        }
+        other => panic!("expected an API error, got {other:?}"),
+    }
+    match rec.finish().await {
+        Err(Error::Verification(failure)) => assert_eq!(failure.misses.len(), 1, "the SDK must not have retried"),
+        other => panic!("expected a verification failure, got {other:?}"),
+    }
+
+    // Anthropic's SDKs expect their own error shape.
+    let rec = Recorder::builder().cassette(&path).force_mode(Mode::Strict).start().unwrap_or_else(|e| panic!("{e}"));
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/messages", rec.url("anthropic")))
+        .json(&json!({"model": "claude", "messages": []}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers().get("x-should-retry").map(|v| v.as_bytes()), Some(&b"false"[..]));
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        (body["type"].as_str(), body["error"]["type"].as_str()),
+        (Some("error"), Some("traceforge_cassette_miss"))
+    );
+    assert!(rec.finish().await.is_err());
+}

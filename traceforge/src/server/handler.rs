@@ -316,7 +316,10 @@ async fn forward(
                     Some(error) if !streamed => session.upstream_failures.push(UpstreamFailure { summary, url, error }),
                     _ => {
                         let response = RecordedResponse { status: status.as_u16(), headers: stored_headers, body };
-                        session.recorded.push(prepare_recording(&task_shared, key, request, response));
+                        match prepare_recording(&task_shared, key, request, response) {
+                            Some(recording) => session.recorded.push(recording),
+                            None => session.passed_through += 1,
+                        }
                     }
                 }
             }
@@ -337,24 +340,21 @@ async fn forward(
 }
 
 /// Scrubs a response and runs the user's hook on the whole interaction before it is kept. The
-/// hook may change the request, so the key is recomputed.
+/// hook may change the request, so the key is recomputed; a hook that removes the response
+/// means "do not record this one".
 fn prepare_recording(
     shared: &Shared,
     key: String,
     request: RecordedRequest,
     mut response: RecordedResponse,
-) -> (String, RecordedRequest, RecordedResponse) {
+) -> Option<(String, RecordedRequest, RecordedResponse)> {
     let scrubber = &shared.settings.scrubber;
     scrubber.scrub_response(&mut response);
     let mut interaction = crate::cassette::Interaction { key, request, responses: vec![response] };
     scrubber.apply_hook(&mut interaction);
     let key = shared.settings.matcher.key(&interaction.request);
-    let response = interaction.responses.pop().unwrap_or(RecordedResponse {
-        status: 500,
-        headers: std::collections::BTreeMap::new(),
-        body: Body::Text { text: "the before_save hook removed the response".to_owned() },
-    });
-    (key, interaction.request, response)
+    let response = interaction.responses.pop()?;
+    Some((key, interaction.request, response))
 }
 
 fn describe_reqwest_error(error: &reqwest::Error) -> String {

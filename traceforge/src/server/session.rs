@@ -60,12 +60,12 @@ impl Session {
 
     /// Recomputes the baseline's keys under the current rules, once. Stored keys are trusted
     /// first (fast loads); they differ only when the matching rules changed since recording.
-    fn rekey(&mut self) -> bool {
+    fn rekey(&mut self) {
         if self.rekeyed {
-            return false;
+            return;
         }
         self.rekeyed = true;
-        let Some(baseline) = self.baseline.as_mut() else { return false };
+        let Some(baseline) = self.baseline.as_mut() else { return };
         let mut renamed = HashMap::new();
         for interaction in &mut baseline.interactions {
             let key = self.matcher.key(&interaction.request);
@@ -83,7 +83,6 @@ impl Session {
         for (position, interaction) in baseline.interactions.iter().enumerate().rev() {
             self.index.insert(interaction.key.clone(), position);
         }
-        !renamed.is_empty()
     }
 
     /// Counts a call and finds the response to replay. `repeat_allowed` is false in strict.
@@ -105,8 +104,8 @@ impl Session {
                 Err(miss) => return miss,
             }
         } else {
-            if !self.index.contains_key(key) && !self.matcher.is_identity() && self.rekey() {
-                // Fall through to the lookup below with the recomputed keys.
+            if !self.index.contains_key(key) && !self.matcher.is_identity() {
+                self.rekey();
             }
             match self.index.get(key) {
                 Some(&position) => position,

@@ -252,3 +252,51 @@ async fn a_missing_cassette_says_where_and_how_to_record_it() {
     }
     assert!(!path.exists(), "strict must not create the cassette");
 }
+
+#[tokio::test]
+async fn changing_the_rules_after_recording_rekeys_the_cassette() {
+    let dir = scratch();
+    let alice = chat(json!("hi"), json!({"user": "alice"}));
+    let bob = chat(json!("hi"), json!({"user": "bob"}));
+
+    // Recorded while ignoring `user`, replayed without the rule: the identical request matches.
+    let path = cassette_in(&dir, "was-ignoring");
+    record(&path, |b| b.ignore_path("$.user"), std::slice::from_ref(&alice)).await;
+    let rec = strict(&path, |b| b);
+    assert_eq!(post(&rec, &alice, &[]).await.0, 200);
+    rec.finish().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // Recorded as two requests, replayed with `user` ignored: they join into one, in order.
+    let path = cassette_in(&dir, "now-ignoring");
+    record(&path, |b| b, &[alice.clone(), bob.clone()]).await;
+    let rec = strict(&path, |b| b.ignore_path("$.user"));
+    assert_eq!(post(&rec, &bob, &[]).await.0, 200);
+    assert_eq!(post(&rec, &alice, &[]).await.0, 200);
+    rec.finish().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // Re-recording under the new rule leaves no stale interaction behind.
+    record(&path, |b| b.ignore_path("$.user"), std::slice::from_ref(&alice)).await;
+    let file: Value = serde_json::from_str(&support::read(&path)).unwrap_or(Value::Null);
+    assert_eq!(file["interactions"].as_array().map(Vec::len), Some(1), "{file}");
+}
+
+#[tokio::test]
+async fn auto_refuses_repeats_when_told_to() {
+    let dir = scratch();
+    let path = cassette_in(&dir, "auto-repeats");
+    let body = chat(json!("once [count]"), json!({}));
+    record(&path, |b| b, std::slice::from_ref(&body)).await;
+    let fake = FakeOpenAi::start().await;
+    let rec = start(
+        Recorder::builder()
+            .cassette(&path)
+            .upstream("openai", &fake.base_url())
+            .force_mode(Mode::Auto)
+            .on_exhausted(Exhausted::Error),
+    );
+    assert_eq!(post(&rec, &body, &[]).await.0, 200);
+    assert_eq!(post(&rec, &body, &[]).await.0, 404);
+    assert_eq!(fake.received().await, 0, "a refused repeat must not reach the upstream");
+    let message = failure(rec.finish().await);
+    assert!(message.contains("called 2 time(s) and recorded 1 time(s)"), "{message}");
+}

@@ -1,5 +1,6 @@
 //! Per-recorder settings: upstreams, cassette location, matching and recording options, and the
-//! one precedence rule that resolves them: environment, then attribute or builder, then defaults.
+//! one precedence rule that resolves them: environment, then attribute or builder, then
+//! `traceforge.toml`, then defaults (lists add up across sources).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -69,7 +69,7 @@ impl JsonPath {
                     }
                     i = close + 1;
                 }
-                _ => return Err(error("expected `.` or `[` after `$`")),
+                _ => return Err(error("expected `.` or `[` to start each step")),
             }
         }
         Ok(JsonPath { text: text.trim().to_owned(), steps })

@@ -57,6 +57,13 @@ pub enum MissKind {
         /// How many responses the cassette holds for it.
         recorded: usize,
     },
+    /// `sequence` strategy: more calls than the cassette recorded.
+    BeyondSequence {
+        /// The position of the call (1-based).
+        call: usize,
+        /// How many calls the cassette recorded.
+        recorded: usize,
+    },
     /// `sequence` strategy: the request differs too much from the one recorded at its position.
     OutOfSequence {
         /// The position of the call (1-based).
@@ -127,6 +134,9 @@ impl fmt::Display for VerificationFailure {
                             out,
                             "    matched a recording, but it was called {calls} time(s) and recorded {recorded} time(s)"
                         );
+                    }
+                    MissKind::BeyondSequence { call, recorded } => {
+                        let _ = writeln!(out, "    call {call} is beyond the {recorded} call(s) the cassette recorded");
                     }
                     MissKind::OutOfSequence { call } => {
                         let _ = writeln!(out, "    call {call} does not match the request recorded at that position:");

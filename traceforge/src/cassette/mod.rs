@@ -22,7 +22,8 @@ pub struct CassetteFile {
     pub format_version: u32,
     /// One entry per distinct request, sorted by key.
     pub interactions: Vec<Interaction>,
-    /// With the `sequence` strategy only: the key of each call, in call order.
+    /// With the `sequence` strategy only: the key of each call, in the order the calls
+    /// completed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order: Vec<String>,
 }
@@ -32,7 +33,8 @@ pub struct CassetteFile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Interaction {
-    /// sha256 of the canonical form of `request` (see [`canonical::request_key`]).
+    /// sha256 of the canonical form of `request` as matched (after ignored paths and
+    /// normalisers; see [`crate::matching::Matcher::key`]).
     pub key: String,
     /// The request as matched: scrubbed of secrets, with only the headers that take part in matching.
     pub request: RecordedRequest,

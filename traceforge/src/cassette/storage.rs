@@ -81,11 +81,11 @@ fn validate(path: &Path, file: &CassetteFile) -> Result<()> {
     Ok(())
 }
 
-/// Checks that each stored key is the hash of its stored request (a hand edit that breaks
-/// matching). Kept out of [`load`] so loading stays fast; `traceforge check` and tests use it.
-pub fn verify_keys(path: &Path, file: &CassetteFile) -> Result<()> {
+/// Checks that each stored key is the key of its stored request under `matcher` (the rules
+/// the cassette is used with): a mismatch is a hand edit, or rules changed since recording. Kept out of [`load`] so loading stays fast; `traceforge check` and tests use it.
+pub fn verify_keys(path: &Path, file: &CassetteFile, matcher: &crate::matching::Matcher) -> Result<()> {
     for (index, interaction) in file.interactions.iter().enumerate() {
-        let expected = canonical::request_key(&interaction.request);
+        let expected = matcher.key(&interaction.request);
         if expected != interaction.key {
             return Err(Error::CassetteInvalid {
                 path: path.to_owned(),

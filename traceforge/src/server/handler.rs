@@ -15,6 +15,7 @@ use crate::cassette::body::ReplayBody;
 use crate::cassette::canonical::{canonical_request, RawRequest};
 use crate::cassette::{Body, RecordedRequest, RecordedResponse};
 use crate::config::Upstream;
+use crate::matching::Exhausted;
 use crate::mode::Mode;
 use crate::server::session::Lookup;
 use crate::verify::{MissKind, UpstreamFailure};
@@ -137,7 +138,8 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
             let mut session = shared.lock_session();
             match session.lookup(&key, &canonical, shared.mode) {
                 Lookup::Hit(response) => return replay_response(response, &shared.settings.scrubber),
-                Lookup::Miss(_, _) if shared.mode == Mode::Auto => true,
+                // `auto` records what is missing, unless repeats were told to fail.
+                Lookup::Miss(kind, _) if shared.mode == Mode::Auto && !refuses_repeat(shared, &kind) => true,
                 Lookup::Miss(kind, nearest) => {
                     let message = miss_message(shared, &canonical, &kind);
                     session.add_miss(key, canonical, kind, nearest);
@@ -155,6 +157,12 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
     forward(shared, &upstream, &parts, &rest_path, body, recording).await
 }
 
+/// Whether a call beyond the recording must fail even in `auto` (`on_exhausted(Error)`).
+fn refuses_repeat(shared: &Shared, kind: &MissKind) -> bool {
+    matches!(kind, MissKind::Exhausted { .. } | MissKind::BeyondSequence { .. })
+        && shared.settings.matcher.exhausted == Some(Exhausted::Error)
+}
+
 fn miss_message(shared: &Shared, request: &RecordedRequest, kind: &MissKind) -> String {
     let why = match kind {
         MissKind::NoCassette => "the cassette file does not exist".to_owned(),
@@ -162,6 +170,7 @@ fn miss_message(shared: &Shared, request: &RecordedRequest, kind: &MissKind) -> 
         MissKind::Exhausted { calls, recorded } => {
             format!("it was recorded {recorded} time(s) and this is call {calls}")
         }
+        MissKind::BeyondSequence { call, recorded } => format!("call {call} is beyond the {recorded} recorded call(s)"),
         MissKind::OutOfSequence { call } => format!("call {call} differs from the request recorded at that position"),
     };
     format!(

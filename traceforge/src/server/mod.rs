@@ -496,7 +496,9 @@ impl Recorder {
             let mut session = shared.lock_session();
             session.explain_misses();
             let unused = if mode == Mode::Strict && outcome == Outcome::Passed { session.unused() } else { Vec::new() };
-            let misses = if matches!(mode, Mode::Replay | Mode::Strict) { session.misses.clone() } else { Vec::new() };
+            // Only refused requests are misses: `replay` and `strict` ones, and repeats that
+            // `on_exhausted(Error)` refuses in `auto`.
+            let misses = session.misses.clone();
             let failure = VerificationFailure {
                 cassette: shared.cassette_path.clone(),
                 mode,

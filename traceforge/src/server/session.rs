@@ -2,7 +2,7 @@
 //! played, what was recorded, and what went wrong. Also how a run's result is merged with what
 //! is on disk when it is saved.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::cassette::storage::by_key;
 use crate::cassette::{CassetteFile, Interaction, RecordedRequest, RecordedResponse, FORMAT_VERSION};
@@ -27,8 +27,9 @@ pub(crate) struct Session {
     baseline: Option<CassetteFile>,
     /// Key to position in `baseline.interactions`.
     index: HashMap<String, usize>,
-    /// Whether the baseline's keys were recomputed under the current matching rules.
-    rekeyed: bool,
+    /// The keys as stored on disk when the run started, before re-keying: what `record` mode
+    /// replaces (anything else on disk at save time was added by another process).
+    loaded_keys: HashSet<String>,
     /// Per baseline interaction, how many of its responses were played.
     played: Vec<usize>,
     /// Per key, how often this run made the request; and in all.
@@ -43,11 +44,19 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Starts a run on `baseline`, re-keyed under the current rules: stored keys reflect the
+    /// rules at recording time, and interactions that now share a key are joined, so lookups
+    /// and the saved file always agree.
     pub(crate) fn new(baseline: Option<CassetteFile>, matcher: Matcher) -> Session {
+        let mut loaded_keys = HashSet::new();
+        let baseline = baseline.map(|file| {
+            loaded_keys = file.interactions.iter().map(|i| i.key.clone()).collect();
+            rekeyed(file, &matcher)
+        });
         let interactions = baseline.as_ref().map_or(&[][..], |b| &b.interactions[..]);
         let index = interactions.iter().enumerate().map(|(i, it)| (it.key.clone(), i)).collect();
         let played = vec![0; interactions.len()];
-        Session { matcher, baseline, index, played, ..Session::default() }
+        Session { matcher, baseline, index, loaded_keys, played, ..Session::default() }
     }
 
     pub(crate) fn has_cassette(&self) -> bool {
@@ -58,34 +67,7 @@ impl Session {
         self.baseline.as_ref().map_or(&[][..], |b| &b.interactions[..])
     }
 
-    /// Recomputes the baseline's keys under the current rules, once. Stored keys are trusted
-    /// first (fast loads); they differ only when the matching rules changed since recording.
-    fn rekey(&mut self) {
-        if self.rekeyed {
-            return;
-        }
-        self.rekeyed = true;
-        let Some(baseline) = self.baseline.as_mut() else { return };
-        let mut renamed = HashMap::new();
-        for interaction in &mut baseline.interactions {
-            let key = self.matcher.key(&interaction.request);
-            if key != interaction.key {
-                renamed.insert(std::mem::replace(&mut interaction.key, key.clone()), key);
-            }
-        }
-        for key in &mut baseline.order {
-            if let Some(new) = renamed.get(key) {
-                *key = new.clone();
-            }
-        }
-        // The first interaction with a key wins, should two now share one.
-        self.index.clear();
-        for (position, interaction) in baseline.interactions.iter().enumerate().rev() {
-            self.index.insert(interaction.key.clone(), position);
-        }
-    }
-
-    /// Counts a call and finds the response to replay. `repeat_allowed` is false in strict.
+    /// Counts a call and finds the response to replay under `mode`'s rules.
     pub(crate) fn lookup(&mut self, key: &str, request: &RecordedRequest, mode: Mode) -> Lookup<'_> {
         let calls = {
             let calls = self.calls.entry(key.to_owned()).or_default();
@@ -98,53 +80,69 @@ impl Session {
         }
         let sequential =
             self.matcher.strategy == Strategy::Sequence && self.baseline.as_ref().is_some_and(|b| !b.order.is_empty());
+        let policy = self.exhausted_policy(mode);
         let position = if sequential {
             match self.sequence_position(request) {
                 Ok(position) => position,
+                Err(Lookup::Miss(MissKind::BeyondSequence { .. }, _)) if policy == Exhausted::RepeatLast => {
+                    // Past the recorded calls: the last call's response again.
+                    let last_key = self.baseline.as_ref().and_then(|b| b.order.last());
+                    match last_key.and_then(|k| self.index.get(k)).copied() {
+                        Some(position) => return self.repeat_last(position, calls),
+                        None => return Lookup::Miss(MissKind::NotRecorded, None),
+                    }
+                }
                 Err(miss) => return miss,
             }
         } else {
-            if !self.index.contains_key(key) && !self.matcher.is_identity() {
-                self.rekey();
-            }
             match self.index.get(key) {
                 Some(&position) => position,
                 None => return Lookup::Miss(MissKind::NotRecorded, None),
             }
         };
         let played = self.played[position];
-        let interactions = self.baseline.as_ref().map_or(&[][..], |b| &b.interactions[..]);
-        let responses = &interactions[position].responses;
-        if let Some(response) = responses.get(played) {
+        let recorded = self.interactions()[position].responses.len();
+        if played < recorded {
             self.played[position] += 1;
             self.hits += 1;
-            return Lookup::Hit(response);
+            let interactions = self.baseline.as_ref().map_or(&[][..], |b| &b.interactions[..]);
+            return Lookup::Hit(&interactions[position].responses[played]);
         }
-        let policy = match (mode, self.matcher.exhausted) {
+        if policy == Exhausted::RepeatLast {
+            return self.repeat_last(position, calls);
+        }
+        Lookup::Miss(MissKind::Exhausted { calls, recorded }, None)
+    }
+
+    /// What a call beyond the recording gets in `mode`: never anything but a miss in strict.
+    pub(crate) fn exhausted_policy(&self, mode: Mode) -> Exhausted {
+        match (mode, self.matcher.exhausted) {
             (Mode::Strict, _) => Exhausted::Error,
             (_, Some(policy)) => policy,
             (Mode::Auto, None) => Exhausted::Forward,
             (_, None) => Exhausted::Error,
-        };
-        match (policy, responses.last()) {
-            (Exhausted::RepeatLast, Some(last)) => {
+        }
+    }
+
+    fn repeat_last(&mut self, position: usize, calls: usize) -> Lookup<'_> {
+        let interactions = self.baseline.as_ref().map_or(&[][..], |b| &b.interactions[..]);
+        let responses = &interactions[position].responses;
+        match responses.last() {
+            Some(last) => {
                 self.hits += 1;
                 Lookup::Hit(last)
             }
-            _ => Lookup::Miss(MissKind::Exhausted { calls, recorded: responses.len() }, None),
+            None => Lookup::Miss(MissKind::Exhausted { calls, recorded: 0 }, None),
         }
     }
 
     /// In `sequence`: the interaction recorded at this call's position, if the request is close
     /// enough to it.
     fn sequence_position(&mut self, request: &RecordedRequest) -> Result<usize, Lookup<'static>> {
-        if !self.matcher.is_identity() {
-            self.rekey();
-        }
         let call = self.total_calls - 1;
         let order_len = self.baseline.as_ref().map_or(0, |b| b.order.len());
         let Some(expected) = self.baseline.as_ref().and_then(|b| b.order.get(call)).cloned() else {
-            return Err(Lookup::Miss(MissKind::Exhausted { calls: call + 1, recorded: order_len }, None));
+            return Err(Lookup::Miss(MissKind::BeyondSequence { call: call + 1, recorded: order_len }, None));
         };
         let Some(&position) = self.index.get(&expected) else {
             return Err(Lookup::Miss(MissKind::NotRecorded, None));
@@ -221,66 +219,70 @@ impl Session {
     /// is kept in `order`.
     pub(crate) fn merge(&self, mode: Mode, on_disk: Option<CassetteFile>) -> CassetteFile {
         let ours = self.recorded_by_key();
-        let on_disk = on_disk.unwrap_or_default();
-        let disk_order = on_disk.order;
-        let mut result = by_key(rekeyed(on_disk.interactions, &self.matcher));
+        let mut on_disk = on_disk.unwrap_or_default();
+        if mode == Mode::Record {
+            // Keep only what another process added after this run loaded the file.
+            on_disk.interactions.retain(|interaction| !self.loaded_keys.contains(&interaction.key));
+            on_disk.order.clear();
+        }
+        let had_content_order = !on_disk.interactions.is_empty() && on_disk.order.is_empty();
+        let on_disk = rekeyed(on_disk, &self.matcher);
+        let mut result = by_key(on_disk.interactions);
         let baseline_len = |key: &str| self.index.get(key).map_or(0, |&i| self.interactions()[i].responses.len());
-        let new_keys: Vec<String>;
-        match mode {
-            Mode::Record => {
-                result.retain(|key, _| !self.index.contains_key(key) && !ours.contains_key(key));
-                new_keys = self.recorded.iter().map(|(key, ..)| key.clone()).collect();
-                result.extend(ours);
+        for (key, interaction) in ours {
+            if mode == Mode::Record {
+                result.insert(key, interaction);
+                continue;
             }
-            _ => {
-                new_keys = self.recorded.iter().map(|(key, ..)| key.clone()).collect();
-                for (key, interaction) in ours {
-                    let first_ordinal = baseline_len(&key);
-                    match result.get_mut(&key) {
-                        Some(existing) => {
-                            let present = existing.responses.len();
-                            let new = interaction
-                                .responses
-                                .into_iter()
-                                .enumerate()
-                                .filter(|(i, _)| first_ordinal + i >= present);
-                            existing.responses.extend(new.map(|(_, r)| r));
-                        }
-                        None => {
-                            result.insert(key, interaction);
-                        }
-                    }
+            let first_ordinal = baseline_len(&key);
+            match result.get_mut(&key) {
+                Some(existing) => {
+                    let present = existing.responses.len();
+                    let new =
+                        interaction.responses.into_iter().enumerate().filter(|(i, _)| first_ordinal + i >= present);
+                    existing.responses.extend(new.map(|(_, r)| r));
+                }
+                None => {
+                    result.insert(key, interaction);
                 }
             }
         }
-        let order = match (self.matcher.strategy, mode) {
-            (Strategy::Content, _) => Vec::new(),
-            (Strategy::Sequence, Mode::Record) => new_keys,
-            (Strategy::Sequence, _) => {
-                let mut order: Vec<String> = disk_order.into_iter().filter(|k| result.contains_key(k)).collect();
-                order.extend(new_keys);
+        // In `sequence`, `order` lists each call's key in the order the calls completed. A
+        // cassette recorded by content has no order to extend; it keeps none.
+        let order = match self.matcher.strategy {
+            Strategy::Sequence if !had_content_order => {
+                let mut order = on_disk.order;
+                order.extend(self.recorded.iter().map(|(key, ..)| key.clone()));
                 order
             }
+            _ => Vec::new(),
         };
         CassetteFile { format_version: FORMAT_VERSION, interactions: result.into_values().collect(), order }
     }
 }
 
-/// Interactions under the current rules' keys; interactions that now share a key are joined,
-/// their responses kept in order.
-fn rekeyed(interactions: Vec<Interaction>, matcher: &Matcher) -> Vec<Interaction> {
-    if matcher.is_identity() {
-        return interactions;
-    }
+/// A cassette under the current rules' keys: interactions that now share a key are joined
+/// (responses kept in order) and `order` follows the renames.
+fn rekeyed(mut file: CassetteFile, matcher: &Matcher) -> CassetteFile {
+    let mut renamed: HashMap<String, String> = HashMap::new();
     let mut joined: BTreeMap<String, Interaction> = BTreeMap::new();
-    for mut interaction in interactions {
-        interaction.key = matcher.key(&interaction.request);
-        match joined.get_mut(&interaction.key) {
+    for mut interaction in std::mem::take(&mut file.interactions) {
+        let key = matcher.key(&interaction.request);
+        if key != interaction.key {
+            renamed.insert(std::mem::replace(&mut interaction.key, key.clone()), key.clone());
+        }
+        match joined.get_mut(&key) {
             Some(existing) => existing.responses.append(&mut interaction.responses),
             None => {
-                joined.insert(interaction.key.clone(), interaction);
+                joined.insert(key, interaction);
             }
         }
     }
-    joined.into_values().collect()
+    for key in &mut file.order {
+        if let Some(new) = renamed.get(key) {
+            *key = new.clone();
+        }
+    }
+    file.interactions = joined.into_values().collect();
+    file
 }

@@ -64,6 +64,35 @@ parse_named!(Strategy, "matching strategy", "content" => Strategy::Content, "seq
 parse_named!(Exhausted, "exhausted policy", "error" => Exhausted::Error, "repeat_last" => Exhausted::RepeatLast, "forward" => Exhausted::Forward);
 parse_named!(Normaliser, "normaliser", "content_blocks" => Normaliser::ContentBlocks, "dated_models" => Normaliser::DatedModels);
 
+/// The rules that shape a request key, as recorded in a cassette (`key_rules`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRules {
+    /// Ignored body paths, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_paths: Vec<String>,
+    /// Normalisers in force, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub normalisers: Vec<String>,
+}
+
+impl KeyRules {
+    /// No ignored path, no normaliser: keys are the plain hash of the stored request.
+    pub fn is_default(&self) -> bool {
+        self.ignore_paths.is_empty() && self.normalisers.is_empty()
+    }
+}
+
+impl Normaliser {
+    /// The name used in `traceforge.toml` and in cassettes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Normaliser::ContentBlocks => "content_blocks",
+            Normaliser::DatedModels => "dated_models",
+        }
+    }
+}
+
 /// The matching rules of a recorder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Matcher {
@@ -97,6 +126,17 @@ impl Matcher {
     /// so stored keys can be trusted without recomputing them.
     pub fn is_identity(&self) -> bool {
         self.ignore_paths.is_empty() && self.normalisers.is_empty()
+    }
+
+    /// The rules that shape keys, in the cassette's canonical form.
+    pub fn key_rules(&self) -> KeyRules {
+        let mut ignore_paths: Vec<String> = self.ignore_paths.iter().map(|p| p.to_string()).collect();
+        ignore_paths.sort();
+        ignore_paths.dedup();
+        let mut normalisers: Vec<String> = self.normalisers.iter().map(|n| n.as_str().to_owned()).collect();
+        normalisers.sort();
+        normalisers.dedup();
+        KeyRules { ignore_paths, normalisers }
     }
 
     /// The request as matching sees it.

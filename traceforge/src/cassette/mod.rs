@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 pub use body::Body;
 
+use crate::matching::KeyRules;
+
 /// The cassette format this build reads and writes. See `docs/cassette-format.md`.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -26,6 +28,10 @@ pub struct CassetteFile {
     /// completed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order: Vec<String>,
+    /// The matching rules the keys were computed under, when they are not the defaults. A run
+    /// whose rules differ recomputes the keys; one with the same rules trusts them (fast load).
+    #[serde(default, skip_serializing_if = "KeyRules::is_default")]
+    pub key_rules: KeyRules,
 }
 
 /// A distinct request and the responses it received, in the order they were recorded: the

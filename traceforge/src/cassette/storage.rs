@@ -33,24 +33,34 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<CassetteFile> {
         column: e.column(),
         message: e.to_string(),
     };
-    // Read the version on its own first, so a future format is reported as such rather than
-    // as whatever shape error it would cause.
+    // Parse once; only when that fails, look at the version on its own, so a future format is
+    // reported as such rather than as whatever shape error it causes.
     #[derive(Deserialize)]
     struct Header {
         format_version: Option<Value>,
     }
-    let header: Header = serde_json::from_slice(bytes).map_err(parse_error)?;
-    match &header.format_version {
-        Some(Value::Number(n)) if n.as_u64() == Some(u64::from(FORMAT_VERSION)) => {}
-        other => {
-            return Err(Error::UnsupportedVersion {
-                path: path.to_owned(),
-                found: other.as_ref().map_or_else(|| "missing".to_owned(), |v| v.to_string()),
-                supported: FORMAT_VERSION,
+    let unsupported = |found: Option<&Value>| Error::UnsupportedVersion {
+        path: path.to_owned(),
+        found: found.map_or_else(|| "missing".to_owned(), |v| v.to_string()),
+        supported: FORMAT_VERSION,
+    };
+    let file: CassetteFile = match serde_json::from_slice(bytes) {
+        Ok(file) => file,
+        Err(error) => {
+            return Err(match serde_json::from_slice::<Header>(bytes) {
+                Ok(Header { format_version: Some(Value::Number(n)) })
+                    if n.as_u64() == Some(u64::from(FORMAT_VERSION)) =>
+                {
+                    parse_error(error)
+                }
+                Ok(Header { format_version }) => unsupported(format_version.as_ref()),
+                Err(_) => parse_error(error),
             })
         }
+    };
+    if file.format_version != FORMAT_VERSION {
+        return Err(unsupported(Some(&Value::from(file.format_version))));
     }
-    let file: CassetteFile = serde_json::from_slice(bytes).map_err(parse_error)?;
     validate(path, &file)?;
     Ok(file)
 }

@@ -44,14 +44,18 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Starts a run on `baseline`, re-keyed under the current rules: stored keys reflect the
-    /// rules at recording time, and interactions that now share a key are joined, so lookups
-    /// and the saved file always agree.
+    /// Starts a run on `baseline`. Its keys are trusted when they were computed under the same
+    /// rules (`key_rules`); otherwise they are recomputed, and interactions that now share a
+    /// key are joined, so lookups and the saved file always agree.
     pub(crate) fn new(baseline: Option<CassetteFile>, matcher: Matcher) -> Session {
         let mut loaded_keys = HashSet::new();
         let baseline = baseline.map(|file| {
             loaded_keys = file.interactions.iter().map(|i| i.key.clone()).collect();
-            rekeyed(file, &matcher)
+            if file.key_rules == matcher.key_rules() {
+                file
+            } else {
+                rekeyed(file, &matcher)
+            }
         });
         let interactions = baseline.as_ref().map_or(&[][..], |b| &b.interactions[..]);
         let index = interactions.iter().enumerate().map(|(i, it)| (it.key.clone(), i)).collect();
@@ -226,7 +230,8 @@ impl Session {
             on_disk.order.clear();
         }
         let had_content_order = !on_disk.interactions.is_empty() && on_disk.order.is_empty();
-        let on_disk = rekeyed(on_disk, &self.matcher);
+        let on_disk =
+            if on_disk.key_rules == self.matcher.key_rules() { on_disk } else { rekeyed(on_disk, &self.matcher) };
         let mut result = by_key(on_disk.interactions);
         let baseline_len = |key: &str| self.index.get(key).map_or(0, |&i| self.interactions()[i].responses.len());
         for (key, interaction) in ours {
@@ -257,7 +262,12 @@ impl Session {
             }
             _ => Vec::new(),
         };
-        CassetteFile { format_version: FORMAT_VERSION, interactions: result.into_values().collect(), order }
+        CassetteFile {
+            format_version: FORMAT_VERSION,
+            interactions: result.into_values().collect(),
+            order,
+            key_rules: self.matcher.key_rules(),
+        }
     }
 }
 
@@ -284,5 +294,6 @@ fn rekeyed(mut file: CassetteFile, matcher: &Matcher) -> CassetteFile {
         }
     }
     file.interactions = joined.into_values().collect();
+    file.key_rules = matcher.key_rules();
     file
 }

@@ -200,17 +200,9 @@ fn dated_suffix() -> Option<&'static Regex> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     fn request(body: Value) -> RecordedRequest {
-        RecordedRequest {
-            method: "POST".into(),
-            upstream: "openai".into(),
-            path: "/chat/completions".into(),
-            query: BTreeMap::new(),
-            headers: BTreeMap::new(),
-            body: Body::Json { json: body },
-        }
+        RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: body })
     }
 
     #[test]

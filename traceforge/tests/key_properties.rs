@@ -3,8 +3,6 @@
 //! give an error or a cassette, never a panic. `PROPTEST_CASES` sets the case count (CI runs the
 //! default below; run e.g. `PROPTEST_CASES=20000 cargo test -p traceforge --test key_properties`).
 
-use std::collections::BTreeMap;
-
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use traceforge::cassette::canonical::request_key;
@@ -33,14 +31,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 fn request(body: Value) -> RecordedRequest {
-    RecordedRequest {
-        method: "POST".into(),
-        upstream: "openai".into(),
-        path: "/chat/completions".into(),
-        query: BTreeMap::new(),
-        headers: BTreeMap::new(),
-        body: Body::Json { json: body },
-    }
+    RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: body })
 }
 
 /// The same value with every object's keys in reverse order, rendered with odd whitespace.

@@ -146,14 +146,7 @@ mod tests {
     use serde_json::json;
 
     fn request(body: Value) -> RecordedRequest {
-        RecordedRequest {
-            method: "POST".into(),
-            upstream: "openai".into(),
-            path: "/chat/completions".into(),
-            query: BTreeMap::new(),
-            headers: BTreeMap::new(),
-            body: Body::Json { json: body },
-        }
+        RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: body })
     }
 
     #[test]

@@ -70,6 +70,19 @@ pub struct RecordedRequest {
 }
 
 impl RecordedRequest {
+    /// A request with no query and no matched headers, e.g. for building cassettes in code:
+    /// `RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json })`.
+    pub fn new(method: &str, upstream: &str, path: &str, body: Body) -> RecordedRequest {
+        RecordedRequest {
+            method: method.to_ascii_uppercase(),
+            upstream: upstream.to_owned(),
+            path: path.to_owned(),
+            query: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            body,
+        }
+    }
+
     /// `POST openai /chat/completions`, for messages.
     pub fn summary(&self) -> String {
         let mut summary = format!("{} {} {}", self.method, self.upstream, self.path);

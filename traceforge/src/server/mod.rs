@@ -67,9 +67,7 @@ impl Shared {
                 if let Some(timeout) = self.settings.read_timeout {
                     builder = builder.read_timeout(timeout);
                 }
-                builder
-                    .build()
-                    .map_err(|e| e.to_string())
+                builder.build().map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(Clone::clone)

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod fake_openai;
+pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 

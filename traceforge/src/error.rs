@@ -63,6 +63,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The cassette is larger than [`crate::cassette::storage::MAX_CASSETTE_BYTES`]; it was not parsed.
+    #[error("cassette {} is over {limit} bytes, the most traceforge reads. It was left untouched: a cassette this large is probably not one (or holds a runaway recording); delete it and re-record (TRACEFORGE_VCR_MODE=record)", path.display())]
+    CassetteTooLarge {
+        /// The cassette file.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
     /// The cassette is not valid JSON or does not have the cassette shape.
     #[error("cassette {} is corrupt at line {line}, column {column}: {message}. It was left untouched: fix it by hand or delete it and re-record (TRACEFORGE_VCR_MODE=record)", path.display())]
     CassetteParse {

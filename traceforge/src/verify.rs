@@ -24,6 +24,9 @@ pub struct Report {
     pub recorded: usize,
     /// Requests passed to the upstream without recording (mode `off`, or an error status).
     pub passed_through: usize,
+    /// Error responses passed to the client but not recorded under the [`crate::RecordErrors`]
+    /// policy, e.g. `POST openai /chat/completions: 429 Too Many Requests`, in arrival order.
+    pub not_recorded: Vec<String>,
     /// Recorded interactions this run did not use up.
     pub unused: Vec<Unused>,
     /// Whether the cassette file was written.

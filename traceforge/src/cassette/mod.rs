@@ -3,6 +3,8 @@
 
 pub(crate) mod body;
 pub mod canonical;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod storage;
 
 use std::collections::BTreeMap;

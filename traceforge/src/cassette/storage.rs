@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -14,14 +14,27 @@ use super::{canonical, CassetteFile, Interaction, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::redact;
 
+/// The largest cassette [`load`] reads: 100 MiB. A cassette is meant to be reviewed in a diff;
+/// anything larger is refused before it is read, so a hostile or runaway file costs neither
+/// the memory nor the time of parsing it.
+pub const MAX_CASSETTE_BYTES: u64 = 100 * 1024 * 1024;
+
 /// Reads a cassette. `Ok(None)` when the file does not exist; an error for anything else that
 /// stops it being read, with the path and the parse position.
 pub fn load(path: &Path) -> Result<Option<CassetteFile>> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+    let read_error = |source| Error::CassetteRead { path: path.to_owned(), source };
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(Error::CassetteRead { path: path.to_owned(), source }),
+        Err(source) => return Err(read_error(source)),
     };
+    // Read at most one byte past the limit, whatever the metadata says (the file may be growing,
+    // or be a device that never ends).
+    let mut bytes = Vec::new();
+    file.take(MAX_CASSETTE_BYTES + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CASSETTE_BYTES {
+        return Err(Error::CassetteTooLarge { path: path.to_owned(), limit: MAX_CASSETTE_BYTES });
+    }
     parse(path, &bytes).map(Some)
 }
 
@@ -54,8 +67,10 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<CassetteFile> {
                     parse_error(error)
                 }
                 Ok(Header { format_version }) => unsupported(format_version.as_ref()),
+                // Broken JSON (bad syntax, cut short, nested too deep) says more than a shape error.
+                Err(syntax) if !syntax.is_data() => parse_error(syntax),
                 Err(_) => parse_error(error),
-            })
+            });
         }
     };
     if file.format_version != FORMAT_VERSION {

@@ -285,7 +285,13 @@ async fn forward(
         }
     }
     let content_type = stored_headers.get("content-type").cloned();
-    let recording = recording.filter(|_| shared.settings.record_errors.records(status.as_u16()));
+    let recording = match recording {
+        Some(_) if !shared.settings.record_errors.records(status.as_u16()) => {
+            shared.lock_session().not_recorded.push(format!("{summary}: {status}"));
+            None
+        }
+        other => other,
+    };
     let outcome = if recording.is_some() { "recorded" } else { "passthrough" };
 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);

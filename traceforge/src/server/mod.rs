@@ -39,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) max_body_bytes: usize,
     pub(crate) allowed_secret_paths: Vec<String>,
     pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) header_read_timeout: Duration,
 }
 
 /// What the request handlers share with the test.
@@ -64,11 +66,11 @@ impl Shared {
     pub(crate) fn client(&self) -> std::result::Result<&reqwest::Client, String> {
         self.client
             .get_or_init(|| {
-                reqwest::Client::builder()
-                    .connect_timeout(self.settings.connect_timeout)
-                    .no_proxy()
-                    .build()
-                    .map_err(|e| e.to_string())
+                let mut builder = reqwest::Client::builder().connect_timeout(self.settings.connect_timeout).no_proxy();
+                if let Some(timeout) = self.settings.read_timeout {
+                    builder = builder.read_timeout(timeout);
+                }
+                builder.build().map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -115,6 +117,8 @@ pub struct RecorderBuilder {
     record_errors: RecordErrors,
     max_body_bytes: usize,
     connect_timeout: Duration,
+    read_timeout: Option<Duration>,
+    header_read_timeout: Duration,
     test: Option<String>,
     rerecord: Option<String>,
 }
@@ -130,6 +134,8 @@ impl Default for RecorderBuilder {
             record_errors: RecordErrors::default(),
             max_body_bytes: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(30),
+            read_timeout: None,
+            header_read_timeout: Duration::from_secs(30),
             test: None,
             rerecord: None,
         }
@@ -272,6 +278,20 @@ impl RecorderBuilder {
         self
     }
 
+    /// How long to wait for the upstream's next bytes (response headers or the next body chunk)
+    /// before the call fails as timed out. None by default: a model may think for minutes.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a client may take to send a request's headers before the recorder closes its
+    /// connection (30 s by default), so a stalled client cannot hold a connection forever.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
     /// Names the test in failure messages.
     pub fn test_name(mut self, name: &str) -> Self {
         self.test = Some(name.to_owned());
@@ -304,6 +324,8 @@ impl RecorderBuilder {
             max_body_bytes: self.max_body_bytes,
             allowed_secret_paths: rules.allowed_secret_paths,
             connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            header_read_timeout: self.header_read_timeout,
         };
         let baseline = if mode == Mode::Off { None } else { storage::load(&cassette_path)? };
 
@@ -352,7 +374,7 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut shutdow
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // A client that never finishes its headers must not hold a connection forever.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(shared.settings.header_read_timeout);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -515,6 +537,7 @@ impl Recorder {
                 misses: session.misses.len(),
                 recorded: session.recorded.len(),
                 passed_through: session.passed_through,
+                not_recorded: session.not_recorded.clone(),
                 unused: if mode == Mode::Strict { unused } else { session.unused() },
                 saved: false,
             };

@@ -40,6 +40,8 @@ pub(crate) struct Session {
     pub(crate) hits: usize,
     pub(crate) misses: Vec<Miss>,
     pub(crate) passed_through: usize,
+    /// Error responses that the `RecordErrors` policy kept out of the cassette.
+    pub(crate) not_recorded: Vec<String>,
     pub(crate) upstream_failures: Vec<UpstreamFailure>,
 }
 

@@ -42,7 +42,7 @@ pub(crate) fn canonical_request(
         }
     }
     let content_type = raw.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let mut body = Body::from_bytes(content_type, raw.body, true);
+    let mut body = Body::from_request_bytes(content_type, raw.body);
     if let Body::Json { json } = &mut body {
         scrubber.scrub_json(json);
     }

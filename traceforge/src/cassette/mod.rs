@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use body::Body;
+pub use body::{Body, Part};
 
 /// The cassette format this build reads and writes. See `docs/cassette-format.md`.
 pub const FORMAT_VERSION: u32 = 1;

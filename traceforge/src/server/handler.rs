@@ -17,6 +17,7 @@ use crate::cassette::{Body, RecordedRequest, RecordedResponse};
 use crate::config::Upstream;
 use crate::mode::Mode;
 use crate::server::session::Lookup;
+use crate::stream::Pacing;
 use crate::verify::{MissKind, UpstreamFailure};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -136,7 +137,7 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
         Mode::Replay | Mode::Strict | Mode::Auto => {
             let mut session = shared.lock_session();
             match session.lookup(&key) {
-                Lookup::Hit(response) => return replay_response(response),
+                Lookup::Hit(response) => return replay_response(response, shared.settings.stream.pacing),
                 Lookup::Miss(_) if shared.mode == Mode::Auto => true,
                 Lookup::Miss(kind) => {
                     let message = miss_message(shared, &canonical, &kind);
@@ -171,11 +172,26 @@ fn miss_message(shared: &Shared, request: &RecordedRequest, kind: &MissKind) -> 
     )
 }
 
-fn replay_response(recorded: &RecordedResponse) -> Response<ResponseBody> {
+fn replay_response(recorded: &RecordedResponse, pacing: Pacing) -> Response<ResponseBody> {
     let mut response = Response::new(match recorded.body.replay() {
         ReplayBody::Full(bytes) => full(bytes),
-        ReplayBody::Chunks { chunks, complete } => {
-            let frames = futures_util::stream::iter(chunks.into_iter().map(|c| Ok::<_, BoxError>(Frame::data(c))));
+        ReplayBody::Chunks { chunks, complete, offsets_ms } => {
+            // One frame per event. After each frame the stream yields once, so that hyper writes
+            // and flushes it before it polls the next: the client reads one chunk per event, as
+            // it did from the upstream, instead of several events coalesced into one write.
+            let state = (chunks.into_iter().enumerate(), offsets_ms, false);
+            let frames = futures_util::stream::unfold(state, move |(mut chunks, offsets, mut yielded)| async move {
+                if yielded {
+                    tokio::task::yield_now().await;
+                }
+                yielded = true;
+                let (index, chunk) = chunks.next()?;
+                let delay = pacing.delay(index, offsets.as_deref());
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok::<_, BoxError>(Frame::data(chunk)), (chunks, offsets, yielded)))
+            });
             if complete {
                 UnsyncBoxBody::new(StreamBody::new(frames))
             } else {
@@ -277,17 +293,27 @@ async fn forward(
 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
     let task_shared = Arc::clone(shared);
+    let record_offsets = shared.settings.stream.record_offsets;
     tokio::spawn(async move {
         let _in_flight = in_flight;
+        let started = std::time::Instant::now();
         let mut chunks = upstream_response.bytes_stream();
-        let mut copy: Vec<u8> = Vec::new();
+        // The copy is the upstream's own chunks (reference-counted, not copied), with the total
+        // length and arrival time after each: joined once at the end, whatever the body's size.
+        let mut copy: Vec<Bytes> = Vec::new();
+        let mut arrivals: Vec<(usize, u64)> = Vec::new();
+        let mut length = 0;
         let mut client_gone = false;
         let mut failure = None;
         while let Some(next) = chunks.next().await {
             match next {
                 Ok(chunk) => {
                     if recording.is_some() {
-                        copy.extend_from_slice(&chunk);
+                        length += chunk.len();
+                        if record_offsets {
+                            arrivals.push((length, started.elapsed().as_millis() as u64));
+                        }
+                        copy.push(chunk.clone());
                     }
                     if !client_gone && sender.send(Ok(Frame::data(chunk))).await.is_err() {
                         client_gone = true;
@@ -303,18 +329,26 @@ async fn forward(
                 }
             }
         }
+        let recorded = recording.map(|(key, request)| {
+            let bytes = join(copy, length);
+            let mut body = Body::from_bytes(content_type.as_deref(), &bytes, failure.is_none());
+            body.assemble();
+            if record_offsets {
+                body.set_offsets(offsets(&body, &bytes, &arrivals));
+            }
+            (key, request, body)
+        });
         let mut session = task_shared.lock_session();
-        match recording {
-            Some((key, request)) => {
-                let body = Body::from_bytes(content_type.as_deref(), &copy, failure.is_none());
+        match recorded {
+            Some((key, request, body)) => {
                 let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });
                 match failure {
                     Some(error) if !streamed => session.upstream_failures.push(UpstreamFailure { summary, url, error }),
-                    _ => session.recorded.push((
+                    _ => session.record(
                         key,
                         request,
                         RecordedResponse { status: status.as_u16(), headers: stored_headers, body },
-                    )),
+                    ),
                 }
             }
             None => session.passed_through += 1,
@@ -331,6 +365,33 @@ async fn forward(
     *response.headers_mut() = client_headers;
     response.headers_mut().insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
     response
+}
+
+/// The chunks as one buffer: no copy for a body that came in one chunk, one copy otherwise.
+fn join(chunks: Vec<Bytes>, length: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.into_iter().next().unwrap_or_default();
+    }
+    let mut joined = bytes::BytesMut::with_capacity(length);
+    for chunk in chunks {
+        joined.extend_from_slice(&chunk);
+    }
+    joined.freeze()
+}
+
+/// When each stored event or line arrived: the arrival time of the chunk that completed it.
+fn offsets(body: &Body, bytes: &[u8], arrivals: &[(usize, u64)]) -> Vec<u64> {
+    let ends = match body {
+        Body::Sse { .. } => crate::stream::parse_sse_with_ends(bytes).1,
+        Body::Ndjson { .. } => crate::stream::ndjson_ends(bytes),
+        _ => return Vec::new(),
+    };
+    ends.iter()
+        .map(|end| {
+            let at = arrivals.partition_point(|(length, _)| length < end);
+            arrivals.get(at).or(arrivals.last()).map_or(0, |(_, ms)| *ms)
+        })
+        .collect()
 }
 
 fn describe_reqwest_error(error: &reqwest::Error) -> String {

@@ -36,6 +36,7 @@ pub(crate) struct Settings {
     pub(crate) max_body_bytes: usize,
     pub(crate) allowed_secret_paths: Vec<String>,
     pub(crate) connect_timeout: Duration,
+    pub(crate) stream: crate::stream::StreamOptions,
 }
 
 /// What the request handlers share with the test.
@@ -127,6 +128,7 @@ impl Default for RecorderBuilder {
                 max_body_bytes: 64 * 1024 * 1024,
                 allowed_secret_paths: Vec::new(),
                 connect_timeout: Duration::from_secs(30),
+                stream: crate::stream::StreamOptions::default(),
             },
             test: None,
             rerecord: None,
@@ -194,6 +196,21 @@ impl RecorderBuilder {
     /// How long to wait for an upstream connection (30 s by default).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// Stores when each streamed event arrived (`offsets_ms`, in milliseconds from the response
+    /// headers), for [`crate::stream::Pacing::Recorded`]. Off by default: timings change on every
+    /// recording and would churn the cassette diff.
+    pub fn record_offsets(mut self, record: bool) -> Self {
+        self.settings.stream.record_offsets = record;
+        self
+    }
+
+    /// How replayed streams are paced: not at all by default, or by the recorded offsets
+    /// (scaled), or with a fixed delay before each event.
+    pub fn replay_pacing(mut self, pacing: crate::stream::Pacing) -> Self {
+        self.settings.stream.pacing = pacing;
         self
     }
 
@@ -354,6 +371,19 @@ impl Cassette {
     /// The mode in force.
     pub fn mode(&self) -> Mode {
         self.shared.mode
+    }
+
+    /// What the model answered in each response this recorder replayed or recorded so far, in
+    /// order: the assembled text, tool calls, finish reason and token usage (see
+    /// [`crate::provider::Answer`]). Responses that hold no answer (errors in an unknown shape,
+    /// binary bodies) are skipped; passed-through responses (`off` mode) are not kept.
+    pub fn answers(&self) -> Vec<crate::provider::Answer> {
+        self.shared.lock_session().answers()
+    }
+
+    /// The last of [`Cassette::answers`].
+    pub fn last_answer(&self) -> Option<crate::provider::Answer> {
+        self.answers().pop()
     }
 }
 

@@ -8,6 +8,7 @@ use crate::cassette::storage::by_key;
 use crate::cassette::{CassetteFile, Interaction, RecordedRequest, RecordedResponse, FORMAT_VERSION};
 use crate::miss;
 use crate::mode::Mode;
+use crate::provider::Answer;
 use crate::verify::{Miss, MissKind, Unused, UpstreamFailure};
 
 /// The answer of a cassette lookup.
@@ -34,6 +35,18 @@ pub(crate) struct Session {
     pub(crate) misses: Vec<Miss>,
     pub(crate) passed_through: usize,
     pub(crate) upstream_failures: Vec<UpstreamFailure>,
+    /// Every response this run replayed or recorded, in order, for [`Session::answers`].
+    seen: Vec<Seen>,
+}
+
+/// Where a response the test received is kept: answers are read from it only when asked for,
+/// so replay pays nothing for them.
+#[derive(Clone, Copy)]
+enum Seen {
+    /// `baseline.interactions[.0].responses[.1]`.
+    Baseline(usize, usize),
+    /// `recorded[.0]`.
+    Recorded(usize),
 }
 
 impl Session {
@@ -71,10 +84,33 @@ impl Session {
             Some(response) => {
                 self.played[position] += 1;
                 self.hits += 1;
+                self.seen.push(Seen::Baseline(position, played));
                 Lookup::Hit(response)
             }
             None => Lookup::Miss(MissKind::Exhausted { calls, recorded: interactions[position].responses.len() }),
         }
+    }
+
+    /// Keeps a recorded response.
+    pub(crate) fn record(&mut self, key: String, request: RecordedRequest, response: RecordedResponse) {
+        self.seen.push(Seen::Recorded(self.recorded.len()));
+        self.recorded.push((key, request, response));
+    }
+
+    /// The answers of the responses replayed or recorded so far, in the order they were sent.
+    pub(crate) fn answers(&self) -> Vec<Answer> {
+        self.seen
+            .iter()
+            .filter_map(|seen| {
+                let response = match *seen {
+                    Seen::Baseline(interaction, response) => {
+                        self.interactions().get(interaction)?.responses.get(response)?
+                    }
+                    Seen::Recorded(index) => &self.recorded.get(index)?.2,
+                };
+                Answer::from_body(&response.body)
+            })
+            .collect()
     }
 
     pub(crate) fn add_miss(&mut self, key: String, request: RecordedRequest, kind: MissKind) {

@@ -168,6 +168,30 @@ impl Body {
         Body::Binary { base64: base64::engine::general_purpose::STANDARD.encode(bytes) }
     }
 
+    /// Whether a body of this content type is stored as [`Body::Binary`] whatever its bytes: a
+    /// media type that is neither textual nor a stream (`audio/*`, `image/*`, octet streams).
+    pub(crate) fn is_binary_media(content_type: Option<&str>) -> bool {
+        let media = media_type(content_type);
+        !(media.is_empty()
+            || media.starts_with("text/")
+            || media.contains("json")
+            || media == "application/x-www-form-urlencoded")
+    }
+
+    /// [`Body::Binary`] from the chunks of a body of `length` bytes, encoding each chunk and
+    /// dropping it before the next, so the raw bytes and their base64 are never both held whole.
+    pub(crate) fn binary_from_chunks(chunks: Vec<Bytes>, length: usize) -> Body {
+        use std::io::Write as _;
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let mut writer =
+            base64::write::EncoderStringWriter::from_consumer(String::with_capacity(length.div_ceil(3) * 4), engine);
+        for chunk in chunks {
+            // Writing into a String cannot fail.
+            let _ = writer.write_all(&chunk);
+        }
+        Body::Binary { base64: writer.into_inner() }
+    }
+
     /// Classifies a request body. As [`Body::from_bytes`], except that bytes that are not text
     /// are stored as their sha256 and size ([`Body::Digest`]), and `multipart/form-data` part by
     /// part without its random boundary ([`Body::Multipart`]): a request is matched, never sent
@@ -312,6 +336,14 @@ mod tests {
             ReplayBody::Full(out) => assert_eq!(&out[..], &bytes),
             ReplayBody::Chunks { .. } => panic!("binary bodies replay in one piece"),
         }
+    }
+
+    #[test]
+    fn binary_from_chunks_matches_base64_of_the_whole() {
+        let whole: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let chunks: Vec<Bytes> = whole.chunks(77).map(Bytes::copy_from_slice).collect();
+        assert!(Body::is_binary_media(Some("audio/mpeg")) && !Body::is_binary_media(Some("application/json")));
+        assert_eq!(Body::binary_from_chunks(chunks, whole.len()), Body::from_bytes(Some("audio/mpeg"), &whole, true));
     }
 
     #[test]

@@ -244,3 +244,65 @@ pub(crate) fn arguments_text(value: Option<&Value>) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn call(id: Option<&str>, name: &str, arguments: &str) -> ToolCall {
+        ToolCall { id: id.map(str::to_owned), name: name.to_owned(), arguments: arguments.to_owned() }
+    }
+
+    #[test]
+    fn responses_api_json_with_a_function_call() {
+        let answer = Answer::from_json(&json!({"object": "response", "status": "completed", "output": [
+            {"type": "message", "content": [{"type": "output_text", "text": "Hi"}]},
+            {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{\"a\":1}"}],
+            "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}}));
+        assert_eq!((answer.format, answer.text.as_str()), (WireFormat::OpenAiResponses, "Hi"));
+        assert_eq!(answer.tool_calls, vec![call(Some("call_1"), "f", "{\"a\":1}")]);
+        assert_eq!(answer.usage.and_then(|u| u.total_tokens), Some(5));
+        assert_eq!(answer.finish_reason.as_deref(), Some("completed"));
+    }
+
+    #[test]
+    fn anthropic_json_tool_use_input_becomes_compact_arguments() {
+        let answer = Answer::from_json(&json!({"type": "message", "stop_reason": "tool_use",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "w", "input": {"city": "Paris"}}],
+            "usage": {"input_tokens": 10, "output_tokens": 4}}));
+        assert_eq!(answer.tool_calls, vec![call(Some("toolu_1"), "w", "{\"city\":\"Paris\"}")]);
+        assert_eq!(answer.usage.and_then(|u| u.total_tokens), Some(14), "the total is the sum when not reported");
+    }
+
+    #[test]
+    fn gemini_function_call_and_thoughts() {
+        let answer = Answer::from_json(&json!({"candidates": [{"finishReason": "STOP", "content": {"parts": [
+            {"text": "thinking", "thought": true}, {"text": "Answer"}, {"functionCall": {"name": "f", "args": {"x": 1}}}]}}]}));
+        assert_eq!((answer.text.as_str(), answer.finish_reason.as_deref()), ("Answer", Some("STOP")));
+        assert_eq!(answer.tool_calls, vec![call(None, "f", "{\"x\":1}")]);
+    }
+
+    #[test]
+    fn ollama_lines_with_tool_calls_and_counts() {
+        let answer = Answer::from_ndjson(&[
+            json!({"message": {"content": "Hel"}, "done": false}),
+            json!({"message": {"content": "lo", "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]}, "done": false}),
+            json!({"message": {"content": ""}, "done": true, "done_reason": "stop", "prompt_eval_count": 5, "eval_count": 2}),
+        ]);
+        assert_eq!((answer.format, answer.text.as_str()), (WireFormat::Ollama, "Hello"));
+        assert_eq!(answer.tool_calls, vec![call(None, "f", "{\"a\":1}")]);
+        assert_eq!(answer.usage.and_then(|u| u.input_tokens), Some(5));
+    }
+
+    #[test]
+    fn a_cut_off_stream_and_an_unknown_body() {
+        let answer = Answer::parse(
+            Some("text/event-stream"),
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"cho",
+        );
+        assert_eq!((answer.text.as_str(), answer.complete), ("a", false));
+        assert!(!Answer::from_json(&json!({"hello": 1})).is_known());
+        assert_eq!(Answer::from_body(&Body::Text { text: "x".into() }), None);
+    }
+}

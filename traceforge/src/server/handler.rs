@@ -177,8 +177,11 @@ fn replay_response(recorded: &RecordedResponse, pacing: Pacing) -> Response<Resp
         ReplayBody::Full(bytes) => full(bytes),
         ReplayBody::Chunks { chunks, complete, offsets_ms } => {
             // One frame per event. After each frame the stream yields once, so that hyper writes
-            // and flushes it before it polls the next: the client reads one chunk per event, as
-            // it did from the upstream, instead of several events coalesced into one write.
+            // and flushes it before it polls the next. Without this, the client still reads one
+            // chunk per event (HTTP/1.1 chunks and HTTP/2 DATA frames keep their boundaries), but
+            // hyper batches a ready stream into few writes, and a cut-off stream's error reached
+            // hyper before the headers were flushed: the client saw a failed request instead of
+            // the recorded events followed by a broken body.
             let state = (chunks.into_iter().enumerate(), offsets_ms, false);
             let frames = futures_util::stream::unfold(state, move |(mut chunks, offsets, mut yielded)| async move {
                 if yielded {
@@ -330,6 +333,11 @@ async fn forward(
             }
         }
         let recorded = recording.map(|(key, request)| {
+            // A binary body is base64-encoded chunk by chunk, each chunk freed once encoded:
+            // never a second full copy of a large download. Others are joined once and parsed.
+            if Body::is_binary_media(content_type.as_deref()) && length > 0 {
+                return (key, request, Body::binary_from_chunks(copy, length));
+            }
             let bytes = join(copy, length);
             let mut body = Body::from_bytes(content_type.as_deref(), &bytes, failure.is_none());
             body.assemble();

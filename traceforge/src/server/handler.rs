@@ -255,6 +255,10 @@ async fn forward(
             outgoing.append(name.clone(), value.clone());
         }
     }
+    // Ask for an uncompressed body, so that nothing is buffered in a decoder on the way to the
+    // client; an upstream that compresses anyway is decoded (gzip, deflate, br, zstd), stored
+    // decoded and passed on as identity, without `content-encoding`.
+    outgoing.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     let in_flight = shared.enter_in_flight();
     let sent = client.request(parts.method.clone(), &target).headers(outgoing).body(body).send().await;
     let upstream_response = match sent {

@@ -162,16 +162,13 @@ impl Answer {
         answer
     }
 
-    /// Reads a stored body. `None` for bodies that hold no answer (empty, text, binary).
+    /// Reads a stored body. `None` for kinds that cannot hold an answer (empty, text, binary);
+    /// JSON and streams in a shape no provider uses give an answer of [`WireFormat::Unknown`].
     pub fn from_body(body: &Body) -> Option<Answer> {
         match body {
             Body::Json { json } => Some(Answer::from_json(json)),
-            Body::Sse { events, complete, .. } => {
-                Some(Answer { complete: *complete, ..Answer::from_sse(events) }).filter(Answer::is_known)
-            }
-            Body::Ndjson { lines, complete, .. } => {
-                Some(Answer { complete: *complete, ..Answer::from_ndjson(lines) }).filter(Answer::is_known)
-            }
+            Body::Sse { events, complete, .. } => Some(Answer { complete: *complete, ..Answer::from_sse(events) }),
+            Body::Ndjson { lines, complete, .. } => Some(Answer { complete: *complete, ..Answer::from_ndjson(lines) }),
             _ => None,
         }
     }

@@ -330,12 +330,16 @@ async fn forward(
                     }
                 }
                 Err(error) => {
-                    failure = Some(describe_reqwest_error(&error));
-                    let _ = sender.send(Err(Box::new(error))).await;
+                    // Passed on to the client only once the recording is stored, below.
+                    failure = Some((describe_reqwest_error(&error), error));
                     break;
                 }
             }
         }
+        let (failure, broken) = match failure {
+            Some((message, error)) => (Some(message), Some(error)),
+            None => (None, None),
+        };
         let recorded = recording.map(|(key, request)| {
             // A binary body is base64-encoded chunk by chunk, each chunk freed once encoded:
             // never a second full copy of a large download. Others are joined once and parsed.
@@ -350,23 +354,30 @@ async fn forward(
             }
             (key, request, body)
         });
-        let mut session = task_shared.lock_session();
-        match recorded {
-            Some((key, request, body)) => {
-                let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });
-                match failure {
-                    Some(error) if !streamed => session.upstream_failures.push(UpstreamFailure { summary, url, error }),
-                    _ => session.record(
-                        key,
-                        request,
-                        RecordedResponse { status: status.as_u16(), headers: stored_headers, body },
-                    ),
+        {
+            let mut session = task_shared.lock_session();
+            match recorded {
+                Some((key, request, body)) => {
+                    let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });
+                    match failure {
+                        Some(error) if !streamed => {
+                            session.upstream_failures.push(UpstreamFailure { summary, url, error })
+                        }
+                        _ => session.record(
+                            key,
+                            request,
+                            RecordedResponse { status: status.as_u16(), headers: stored_headers, body },
+                        ),
+                    }
                 }
+                None => session.passed_through += 1,
             }
-            None => session.passed_through += 1,
         }
-        drop(session);
-        drop(sender); // only now does the client see the end of the body
+        // Only now does the client see the end of the body, or the upstream's failure.
+        if let Some(error) = broken {
+            let _ = sender.send(Err(Box::new(error))).await;
+        }
+        drop(sender);
     });
 
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {

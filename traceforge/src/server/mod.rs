@@ -373,10 +373,13 @@ impl Cassette {
         self.shared.mode
     }
 
-    /// What the model answered in each response this recorder replayed or recorded so far, in
-    /// order: the assembled text, tool calls, finish reason and token usage (see
-    /// [`crate::provider::Answer`]). Responses that hold no answer (errors in an unknown shape,
-    /// binary bodies) are skipped; passed-through responses (`off` mode) are not kept.
+    /// What the model answered in each response this recorder replayed or recorded so far, one
+    /// per response, in the order they were sent: the assembled text, tool calls, finish reason
+    /// and token usage (see [`crate::provider::Answer`]). A response that holds no answer (a
+    /// binary body, JSON in no provider's shape) gives an empty answer whose `format` is
+    /// [`crate::provider::WireFormat::Unknown`]. A recorded response counts when its body has
+    /// been stored, which is before the client reads the end of it. Passed-through responses
+    /// (`off` mode) are not kept.
     pub fn answers(&self) -> Vec<crate::provider::Answer> {
         self.shared.lock_session().answers()
     }

@@ -108,7 +108,7 @@ impl Session {
                     }
                     Seen::Recorded(index) => &self.recorded.get(index)?.2,
                 };
-                Answer::from_body(&response.body)
+                Some(Answer::from_body(&response.body).unwrap_or_default())
             })
             .collect()
     }

@@ -2,6 +2,7 @@
 //! speaks the real wire format, and small helpers around the recorder.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod fake_llm;
 pub mod fake_openai;
 pub mod synthetic;
 

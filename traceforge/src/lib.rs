@@ -38,7 +38,7 @@ pub use config::{RecordErrors, Upstream};
 pub use error::{Error, Result};
 pub use matching::{Exhausted, Matcher, Normaliser, Strategy};
 pub use mode::{is_ci, Mode, MODE_ENV};
-pub use provider::Provider;
+pub use provider::{Answer, Provider};
 pub use server::{Cassette, Outcome, Recorder, RecorderBuilder, OUTCOME_HEADER};
 pub use verify::{Miss, MissKind, Report, Unused, UpstreamFailure, VerificationFailure};
 

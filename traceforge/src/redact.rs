@@ -236,7 +236,19 @@ impl Scrubber {
                 }
             }
             Body::Ndjson { lines, .. } => lines.iter_mut().for_each(|line| self.scrub_json_body(line)),
-            Body::Empty | Body::Binary { .. } => {}
+            Body::Multipart { parts } => {
+                for part in parts {
+                    let secret_field = part.name.as_deref().is_some_and(|n| self.json_fields.iter().any(|f| f == n));
+                    if let Some(text) = &mut part.text {
+                        if secret_field {
+                            *text = REDACTED.to_owned();
+                        } else if let Some(rewritten) = self.rewrite(text) {
+                            *text = rewritten;
+                        }
+                    }
+                }
+            }
+            Body::Empty | Body::Binary { .. } | Body::Digest { .. } => {}
         }
     }
 
@@ -319,7 +331,8 @@ fn for_each_string(body: &mut Body, f: &mut dyn FnMut(&mut String)) {
             }
         }
         Body::Ndjson { lines, .. } => lines.iter_mut().for_each(|line| walk(line, f)),
-        Body::Empty | Body::Binary { .. } => {}
+        Body::Multipart { parts } => parts.iter_mut().filter_map(|part| part.text.as_mut()).for_each(|text| f(text)),
+        Body::Empty | Body::Binary { .. } | Body::Digest { .. } => {}
     }
 }
 

@@ -38,10 +38,58 @@ impl SseEvent {
     }
 }
 
+/// How a replayed stream is paced. The default sends events as fast as the client reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub enum Pacing {
+    /// No delay: each event is sent (and flushed as its own chunk) as soon as the client reads.
+    #[default]
+    None,
+    /// The recorded gaps between events, multiplied by `scale` (`1.0` is real time, `0.1` ten
+    /// times faster). Needs offsets recorded with `RecorderBuilder::record_offsets(true)`;
+    /// without them there is no delay.
+    Recorded {
+        /// The factor applied to each recorded gap.
+        scale: f64,
+    },
+    /// The same delay before every event.
+    Fixed(std::time::Duration),
+}
+
+impl Pacing {
+    /// The delay before event `index`, given the recorded arrival offsets (if any).
+    pub(crate) fn delay(&self, index: usize, offsets_ms: Option<&[u64]>) -> std::time::Duration {
+        match *self {
+            Pacing::None => std::time::Duration::ZERO,
+            Pacing::Fixed(delay) => delay,
+            Pacing::Recorded { scale } => {
+                let at = |i: usize| offsets_ms.and_then(|o| o.get(i)).copied().unwrap_or(0);
+                let gap = if index == 0 { at(0) } else { at(index).saturating_sub(at(index - 1)) };
+                std::time::Duration::from_secs_f64(gap as f64 / 1000.0 * scale.max(0.0))
+            }
+        }
+    }
+}
+
+/// Stream options of a recorder: whether to record arrival offsets, how to pace replays.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct StreamOptions {
+    pub(crate) record_offsets: bool,
+    pub(crate) pacing: Pacing,
+}
+
 /// Parses a complete or cut-off SSE body. Returns the events and whether bytes of an
 /// unterminated final event were left over (a stream cut off mid-event).
 pub fn parse_sse(body: &[u8]) -> (Vec<SseEvent>, bool) {
+    let (events, _, leftover) = parse_sse_with_ends(body);
+    (events, leftover)
+}
+
+/// As [`parse_sse`], with the byte offset in `body` at which each event was complete.
+pub(crate) fn parse_sse_with_ends(body: &[u8]) -> (Vec<SseEvent>, Vec<usize>, bool) {
     let text = String::from_utf8_lossy(body);
+    let mut ends = Vec::new();
+    let mut position = 0;
     let mut events = Vec::new();
     let mut current = SseEvent::default();
     let mut data_lines: Vec<&str> = Vec::new();
@@ -49,6 +97,7 @@ pub fn parse_sse(body: &[u8]) -> (Vec<SseEvent>, bool) {
     let mut lines = text.split('\n').peekable();
     let mut leftover = false;
     while let Some(raw) = lines.next() {
+        position += raw.len() + 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         let is_last = lines.peek().is_none();
         if is_last {
@@ -59,6 +108,7 @@ pub fn parse_sse(body: &[u8]) -> (Vec<SseEvent>, bool) {
         if line.is_empty() {
             if has_fields {
                 finish_event(&mut current, &mut data_lines, &mut events);
+                ends.push(position.min(body.len()));
                 has_fields = false;
             }
             continue;
@@ -79,7 +129,7 @@ pub fn parse_sse(body: &[u8]) -> (Vec<SseEvent>, bool) {
         }
         has_fields = true;
     }
-    (events, leftover)
+    (events, ends, leftover)
 }
 
 fn finish_event(current: &mut SseEvent, data_lines: &mut Vec<&str>, events: &mut Vec<SseEvent>) {
@@ -137,6 +187,21 @@ pub fn parse_ndjson(body: &[u8]) -> (Vec<Value>, bool) {
     (values, !last.trim().is_empty())
 }
 
+/// The byte offset in `body` at which each line [`parse_ndjson`] keeps was complete.
+pub(crate) fn ndjson_ends(body: &[u8]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut start = 0;
+    for (i, byte) in body.iter().enumerate() {
+        if *byte == b'\n' {
+            if !String::from_utf8_lossy(&body[start..i]).trim().is_empty() {
+                ends.push(i + 1);
+            }
+            start = i + 1;
+        }
+    }
+    ends
+}
+
 /// One NDJSON line with its newline. Lines go back as JSON: a line that was not JSON when
 /// recorded (invalid NDJSON) was stored as a string and replays as a JSON string.
 pub fn encode_ndjson(line: &Value) -> Bytes {
@@ -176,6 +241,20 @@ mod tests {
         assert!(!leftover);
         assert_eq!(again, events);
         assert_eq!(again[0].text.as_deref(), Some("line1\nline2"));
+    }
+
+    #[test]
+    fn event_ends_and_pacing() {
+        let body = b"data: 1\n\n: ping\n\ndata: 2\n\ndata: 3";
+        let (events, ends, leftover) = parse_sse_with_ends(body);
+        assert_eq!((events.len(), ends, leftover), (2, vec![9, 26], true));
+        assert_eq!(ndjson_ends(b"{}\n\n{}\n{"), vec![3, 7]);
+        let offsets = [10, 30, 30];
+        let recorded = Pacing::Recorded { scale: 0.5 };
+        assert_eq!(recorded.delay(1, Some(&offsets)), std::time::Duration::from_millis(10));
+        assert_eq!(recorded.delay(2, Some(&offsets)), std::time::Duration::ZERO);
+        assert_eq!(recorded.delay(1, None), std::time::Duration::ZERO);
+        assert_eq!(Pacing::None.delay(0, Some(&offsets)), std::time::Duration::ZERO);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub(crate) fn canonical_request(
         path: normalise_path(raw.path),
         query,
         headers,
-        body: Body::from_bytes(content_type, raw.body, true),
+        body: Body::from_request_bytes(content_type, raw.body),
     };
     scrubber.scrub_request(&mut request);
     request

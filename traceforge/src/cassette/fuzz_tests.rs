@@ -80,8 +80,15 @@ fn sample_cassette() -> String {
                 ..SseEvent::default()
             }],
             complete: false,
+            assembled: None,
+            offsets_ms: None,
         },
-        Body::Ndjson { lines: vec![serde_json::json!({"done": true}), Value::String("x".into())], complete: true },
+        Body::Ndjson {
+            lines: vec![serde_json::json!({"done": true}), Value::String("x".into())],
+            complete: true,
+            assembled: None,
+            offsets_ms: None,
+        },
         Body::Empty,
     ];
     let interactions = bodies

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use body::Body;
+pub use body::{Body, Part};
 
 use crate::matching::KeyRules;
 

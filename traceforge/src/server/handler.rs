@@ -18,6 +18,7 @@ use crate::config::Upstream;
 use crate::matching::Exhausted;
 use crate::mode::Mode;
 use crate::server::session::Lookup;
+use crate::stream::Pacing;
 use crate::verify::{MissKind, UpstreamFailure};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -137,7 +138,9 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
         Mode::Replay | Mode::Strict | Mode::Auto => {
             let mut session = shared.lock_session();
             match session.lookup(&key, &canonical, shared.mode) {
-                Lookup::Hit(response) => return replay_response(response, &shared.settings.scrubber),
+                Lookup::Hit(response) => {
+                    return replay_response(response, &shared.settings.scrubber, shared.settings.stream.pacing)
+                }
                 // `auto` records what is missing, unless repeats were told to fail.
                 Lookup::Miss(kind, _) if shared.mode == Mode::Auto && !refuses_repeat(shared, &kind) => true,
                 Lookup::Miss(kind, nearest) => {
@@ -181,14 +184,36 @@ fn miss_message(shared: &Shared, request: &RecordedRequest, kind: &MissKind) -> 
     )
 }
 
-fn replay_response(recorded: &RecordedResponse, scrubber: &crate::redact::Scrubber) -> Response<ResponseBody> {
+fn replay_response(
+    recorded: &RecordedResponse,
+    scrubber: &crate::redact::Scrubber,
+    pacing: Pacing,
+) -> Response<ResponseBody> {
     // Secrets kept out of the cassette as placeholders go back in, from the environment.
     let restored = scrubber.restore(&recorded.body);
     let body = restored.as_ref().unwrap_or(&recorded.body);
     let mut response = Response::new(match body.replay() {
         ReplayBody::Full(bytes) => full(bytes),
-        ReplayBody::Chunks { chunks, complete } => {
-            let frames = futures_util::stream::iter(chunks.into_iter().map(|c| Ok::<_, BoxError>(Frame::data(c))));
+        ReplayBody::Chunks { chunks, complete, offsets_ms } => {
+            // One frame per event. After each frame the stream yields once, so that hyper writes
+            // and flushes it before it polls the next. Without this, the client still reads one
+            // chunk per event (HTTP/1.1 chunks and HTTP/2 DATA frames keep their boundaries), but
+            // hyper batches a ready stream into few writes, and a cut-off stream's error reached
+            // hyper before the headers were flushed: the client saw a failed request instead of
+            // the recorded events followed by a broken body.
+            let state = (chunks.into_iter().enumerate(), offsets_ms, false);
+            let frames = futures_util::stream::unfold(state, move |(mut chunks, offsets, mut yielded)| async move {
+                if yielded {
+                    tokio::task::yield_now().await;
+                }
+                yielded = true;
+                let (index, chunk) = chunks.next()?;
+                let delay = pacing.delay(index, offsets.as_deref());
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Some((Ok::<_, BoxError>(Frame::data(chunk)), (chunks, offsets, yielded)))
+            });
             if complete {
                 UnsyncBoxBody::new(StreamBody::new(frames))
             } else {
@@ -249,6 +274,10 @@ async fn forward(
             outgoing.append(name.clone(), value.clone());
         }
     }
+    // Ask for an uncompressed body, so that nothing is buffered in a decoder on the way to the
+    // client; an upstream that compresses anyway is decoded (gzip, deflate, br, zstd), stored
+    // decoded and passed on as identity, without `content-encoding`.
+    outgoing.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     let in_flight = shared.enter_in_flight();
     let sent = client.request(parts.method.clone(), &target).headers(outgoing).body(body).send().await;
     let upstream_response = match sent {
@@ -296,17 +325,27 @@ async fn forward(
 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
     let task_shared = Arc::clone(shared);
+    let record_offsets = shared.settings.stream.record_offsets;
     tokio::spawn(async move {
         let _in_flight = in_flight;
+        let started = std::time::Instant::now();
         let mut chunks = upstream_response.bytes_stream();
-        let mut copy: Vec<u8> = Vec::new();
+        // The copy is the upstream's own chunks (reference-counted, not copied), with the total
+        // length and arrival time after each: joined once at the end, whatever the body's size.
+        let mut copy: Vec<Bytes> = Vec::new();
+        let mut arrivals: Vec<(usize, u64)> = Vec::new();
+        let mut length = 0;
         let mut client_gone = false;
         let mut failure = None;
         while let Some(next) = chunks.next().await {
             match next {
                 Ok(chunk) => {
                     if recording.is_some() {
-                        copy.extend_from_slice(&chunk);
+                        length += chunk.len();
+                        if record_offsets {
+                            arrivals.push((length, started.elapsed().as_millis() as u64));
+                        }
+                        copy.push(chunk.clone());
                     }
                     if !client_gone && sender.send(Ok(Frame::data(chunk))).await.is_err() {
                         client_gone = true;
@@ -316,32 +355,56 @@ async fn forward(
                     }
                 }
                 Err(error) => {
-                    failure = Some(describe_reqwest_error(&error));
-                    let _ = sender.send(Err(Box::new(error))).await;
+                    // Passed on to the client only once the recording is stored, below.
+                    failure = Some((describe_reqwest_error(&error), error));
                     break;
                 }
             }
         }
-        let mut session = task_shared.lock_session();
-        match recording {
-            Some((key, request)) => {
-                let body = Body::from_bytes(content_type.as_deref(), &copy, failure.is_none());
-                let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });
-                match failure {
-                    Some(error) if !streamed => session.upstream_failures.push(UpstreamFailure { summary, url, error }),
-                    _ => {
-                        let response = RecordedResponse { status: status.as_u16(), headers: stored_headers, body };
-                        match prepare_recording(&task_shared, key, request, response) {
-                            Some(recording) => session.recorded.push(recording),
-                            None => session.passed_through += 1,
+        let (failure, broken) = match failure {
+            Some((message, error)) => (Some(message), Some(error)),
+            None => (None, None),
+        };
+        let recorded = recording.map(|(key, request)| {
+            // A binary body is base64-encoded chunk by chunk, each chunk freed once encoded:
+            // never a second full copy of a large download. Others are joined once and parsed.
+            if Body::is_binary_media(content_type.as_deref()) && length > 0 {
+                return (key, request, Body::binary_from_chunks(copy, length));
+            }
+            let bytes = join(copy, length);
+            let mut body = Body::from_bytes(content_type.as_deref(), &bytes, failure.is_none());
+            body.assemble();
+            if record_offsets {
+                body.set_offsets(offsets(&body, &bytes, &arrivals));
+            }
+            (key, request, body)
+        });
+        {
+            let mut session = task_shared.lock_session();
+            match recorded {
+                Some((key, request, body)) => {
+                    let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });
+                    match failure {
+                        Some(error) if !streamed => {
+                            session.upstream_failures.push(UpstreamFailure { summary, url, error })
+                        }
+                        _ => {
+                            let response = RecordedResponse { status: status.as_u16(), headers: stored_headers, body };
+                            match prepare_recording(&task_shared, key, request, response) {
+                                Some((key, request, response)) => session.record(key, request, response),
+                                None => session.passed_through += 1,
+                            }
                         }
                     }
                 }
+                None => session.passed_through += 1,
             }
-            None => session.passed_through += 1,
         }
-        drop(session);
-        drop(sender); // only now does the client see the end of the body
+        // Only now does the client see the end of the body, or the upstream's failure.
+        if let Some(error) = broken {
+            let _ = sender.send(Err(Box::new(error))).await;
+        }
+        drop(sender);
     });
 
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
@@ -370,6 +433,33 @@ fn prepare_recording(
     let key = shared.settings.matcher.key(&interaction.request);
     let response = interaction.responses.pop()?;
     Some((key, interaction.request, response))
+}
+
+/// The chunks as one buffer: no copy for a body that came in one chunk, one copy otherwise.
+fn join(chunks: Vec<Bytes>, length: usize) -> Bytes {
+    if chunks.len() == 1 {
+        return chunks.into_iter().next().unwrap_or_default();
+    }
+    let mut joined = bytes::BytesMut::with_capacity(length);
+    for chunk in chunks {
+        joined.extend_from_slice(&chunk);
+    }
+    joined.freeze()
+}
+
+/// When each stored event or line arrived: the arrival time of the chunk that completed it.
+fn offsets(body: &Body, bytes: &[u8], arrivals: &[(usize, u64)]) -> Vec<u64> {
+    let ends = match body {
+        Body::Sse { .. } => crate::stream::parse_sse_with_ends(bytes).1,
+        Body::Ndjson { .. } => crate::stream::ndjson_ends(bytes),
+        _ => return Vec::new(),
+    };
+    ends.iter()
+        .map(|end| {
+            let at = arrivals.partition_point(|(length, _)| length < end);
+            arrivals.get(at).or(arrivals.last()).map_or(0, |(_, ms)| *ms)
+        })
+        .collect()
 }
 
 fn describe_reqwest_error(error: &reqwest::Error) -> String {

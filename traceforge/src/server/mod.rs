@@ -41,6 +41,7 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) header_read_timeout: Duration,
+    pub(crate) stream: crate::stream::StreamOptions,
 }
 
 /// What the request handlers share with the test.
@@ -119,6 +120,7 @@ pub struct RecorderBuilder {
     connect_timeout: Duration,
     read_timeout: Option<Duration>,
     header_read_timeout: Duration,
+    stream: crate::stream::StreamOptions,
     test: Option<String>,
     rerecord: Option<String>,
 }
@@ -136,6 +138,7 @@ impl Default for RecorderBuilder {
             connect_timeout: Duration::from_secs(30),
             read_timeout: None,
             header_read_timeout: Duration::from_secs(30),
+            stream: crate::stream::StreamOptions::default(),
             test: None,
             rerecord: None,
         }
@@ -292,6 +295,21 @@ impl RecorderBuilder {
         self
     }
 
+    /// Stores when each streamed event arrived (`offsets_ms`, in milliseconds from the response
+    /// headers), for [`crate::stream::Pacing::Recorded`]. Off by default: timings change on every
+    /// recording and would churn the cassette diff.
+    pub fn record_offsets(mut self, record: bool) -> Self {
+        self.stream.record_offsets = record;
+        self
+    }
+
+    /// How replayed streams are paced: not at all by default, or by the recorded offsets
+    /// (scaled), or with a fixed delay before each event.
+    pub fn replay_pacing(mut self, pacing: crate::stream::Pacing) -> Self {
+        self.stream.pacing = pacing;
+        self
+    }
+
     /// Names the test in failure messages.
     pub fn test_name(mut self, name: &str) -> Self {
         self.test = Some(name.to_owned());
@@ -326,6 +344,7 @@ impl RecorderBuilder {
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
             header_read_timeout: self.header_read_timeout,
+            stream: self.stream,
         };
         let baseline = if mode == Mode::Off { None } else { storage::load(&cassette_path)? };
 
@@ -461,6 +480,22 @@ impl Cassette {
     /// The mode in force.
     pub fn mode(&self) -> Mode {
         self.shared.mode
+    }
+
+    /// What the model answered in each response this recorder replayed or recorded so far, one
+    /// per response, in the order they were sent: the assembled text, tool calls, finish reason
+    /// and token usage (see [`crate::provider::Answer`]). A response that holds no answer (a
+    /// binary body, JSON in no provider's shape) gives an empty answer whose `format` is
+    /// [`crate::provider::WireFormat::Unknown`]. A recorded response counts when its body has
+    /// been stored, which is before the client reads the end of it. Passed-through responses
+    /// (`off` mode) are not kept.
+    pub fn answers(&self) -> Vec<crate::provider::Answer> {
+        self.shared.lock_session().answers()
+    }
+
+    /// The last of [`Cassette::answers`].
+    pub fn last_answer(&self) -> Option<crate::provider::Answer> {
+        self.answers().pop()
     }
 }
 

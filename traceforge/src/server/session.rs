@@ -9,6 +9,7 @@ use crate::cassette::{CassetteFile, Interaction, RecordedRequest, RecordedRespon
 use crate::matching::{Exhausted, Matcher, Strategy};
 use crate::miss::{self, Nearest};
 use crate::mode::Mode;
+use crate::provider::Answer;
 use crate::verify::{Miss, MissKind, Unused, UpstreamFailure};
 
 /// The answer of a cassette lookup.
@@ -43,6 +44,18 @@ pub(crate) struct Session {
     /// Error responses that the `RecordErrors` policy kept out of the cassette.
     pub(crate) not_recorded: Vec<String>,
     pub(crate) upstream_failures: Vec<UpstreamFailure>,
+    /// Every response this run replayed or recorded, in order, for [`Session::answers`].
+    seen: Vec<Seen>,
+}
+
+/// Where a response the test received is kept: answers are read from it only when asked for,
+/// so replay pays nothing for them.
+#[derive(Clone, Copy)]
+enum Seen {
+    /// `baseline.interactions[.0].responses[.1]`.
+    Baseline(usize, usize),
+    /// `recorded[.0]`.
+    Recorded(usize),
 }
 
 impl Session {
@@ -111,6 +124,7 @@ impl Session {
         if played < recorded {
             self.played[position] += 1;
             self.hits += 1;
+            self.seen.push(Seen::Baseline(position, played));
             let interactions = self.baseline.as_ref().map_or(&[][..], |b| &b.interactions[..]);
             return Lookup::Hit(&interactions[position].responses[played]);
         }
@@ -136,6 +150,7 @@ impl Session {
         match responses.last() {
             Some(last) => {
                 self.hits += 1;
+                self.seen.push(Seen::Baseline(position, responses.len() - 1));
                 Lookup::Hit(last)
             }
             None => Lookup::Miss(MissKind::Exhausted { calls, recorded: 0 }, None),
@@ -169,6 +184,28 @@ impl Session {
             return Err(Lookup::Miss(MissKind::OutOfSequence { call: call + 1 }, Some(nearest)));
         }
         Ok(position)
+    }
+
+    /// Keeps a recorded response.
+    pub(crate) fn record(&mut self, key: String, request: RecordedRequest, response: RecordedResponse) {
+        self.seen.push(Seen::Recorded(self.recorded.len()));
+        self.recorded.push((key, request, response));
+    }
+
+    /// The answers of the responses replayed or recorded so far, in the order they were sent.
+    pub(crate) fn answers(&self) -> Vec<Answer> {
+        self.seen
+            .iter()
+            .filter_map(|seen| {
+                let response = match *seen {
+                    Seen::Baseline(interaction, response) => {
+                        self.interactions().get(interaction)?.responses.get(response)?
+                    }
+                    Seen::Recorded(index) => &self.recorded.get(index)?.2,
+                };
+                Some(Answer::from_body(&response.body).unwrap_or_default())
+            })
+            .collect()
     }
 
     pub(crate) fn add_miss(&mut self, key: String, request: RecordedRequest, kind: MissKind, nearest: Option<Nearest>) {

@@ -331,7 +331,7 @@ fn for_each_string(body: &mut Body, f: &mut dyn FnMut(&mut String)) {
             }
         }
         Body::Ndjson { lines, .. } => lines.iter_mut().for_each(|line| walk(line, f)),
-        Body::Multipart { parts } => parts.iter_mut().filter_map(|part| part.text.as_mut()).for_each(|text| f(text)),
+        Body::Multipart { parts } => parts.iter_mut().filter_map(|part| part.text.as_mut()).for_each(f),
         Body::Empty | Body::Binary { .. } | Body::Digest { .. } => {}
     }
 }

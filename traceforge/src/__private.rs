@@ -70,14 +70,26 @@ impl TestMeta {
 
     /// The command that re-records exactly this test.
     pub fn rerecord_command(&self) -> String {
-        let target = if self.crate_name == self.package.replace('-', "_") {
-            "--lib".to_owned()
-        } else {
-            format!("--test {}", self.crate_name)
-        };
-        format!("TRACEFORGE_VCR_MODE=record cargo test -p {} {target} -- {} --exact", self.package, self.test_path())
+        cargo_test_command("record", self.package, self.crate_name, Some(&self.test_path()))
     }
 }
+
+/// `TRACEFORGE_VCR_MODE=<mode> cargo test` for one test target, and one test when its path is known.
+pub fn cargo_test_command(mode: &str, package: &str, crate_name: &str, test_path: Option<&str>) -> String {
+    let target =
+        if crate_name == package.replace('-', "_") { "--lib".to_owned() } else { format!("--test {crate_name}") };
+    match test_path {
+        Some(test) => format!("TRACEFORGE_VCR_MODE={mode} cargo test -p {package} {target} -- {test} --exact"),
+        None => format!("TRACEFORGE_VCR_MODE={mode} cargo test -p {package} {target}"),
+    }
+}
+
+/// What the semantic assertion macros expand to.
+#[cfg(feature = "semantic")]
+pub use crate::semantic::assertions as semantic;
+/// insta, for `assert_semantic_snapshot!` in crates that do not depend on it themselves.
+#[cfg(feature = "semantic")]
+pub use insta;
 
 fn start(meta: &TestMeta, options: &TestOptions) -> Recorder {
     let path = match (options.path, options.name) {

@@ -117,7 +117,7 @@ pub enum Error {
     },
 
     /// The secret scan found token-shaped strings; nothing was written.
-    #[error("{}", crate::redact::describe_findings(path, findings))]
+    #[error("{}", crate::redact::describe_findings(path, "cassette", findings))]
     SecretDetected {
         /// The cassette that was not written.
         path: PathBuf,
@@ -139,8 +139,85 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A semantic assertion needs embeddings the cache does not hold, in a mode that never
+    /// loads the model (`strict`, `replay`).
+    #[error("{}", describe_not_cached(texts, model, cache, *mode, command))]
+    EmbeddingNotCached {
+        /// The texts without an embedding.
+        texts: Vec<String>,
+        /// The model whose embeddings are needed.
+        model: String,
+        /// The cache file that was searched.
+        cache: PathBuf,
+        /// The mode that forbids computing them.
+        mode: crate::Mode,
+        /// The command that fills the cache.
+        command: String,
+    },
+
+    /// The embedding model or ONNX Runtime could not be loaded or run.
+    #[error("traceforge semantic assertions: {message}")]
+    EmbeddingModel {
+        /// What failed, which files were tried, and what to set.
+        message: String,
+    },
+
+    /// The embedding cache file cannot be used. It was left untouched.
+    #[error("embedding cache {} cannot be used: {message}. It was left untouched", path.display())]
+    EmbeddingCache {
+        /// The cache file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// Writing the embedding cache failed; the previous version on disk is intact.
+    #[error("cannot save embedding cache {} ({action}): {source}. The previous file on disk is unchanged", path.display())]
+    EmbeddingCacheWrite {
+        /// The cache file.
+        path: PathBuf,
+        /// The step that failed.
+        action: &'static str,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// A text to cache holds something secret-shaped; nothing was written.
+    #[error("{}", crate::redact::describe_findings(path, "embedding cache", findings))]
+    SecretInEmbeddingCache {
+        /// The cache that was not written.
+        path: PathBuf,
+        /// What was found where (never the secret in full).
+        findings: Vec<crate::redact::SecretFinding>,
+    },
+
     /// The test's requests did not agree with its cassette (strict or replay mode), or upstream
     /// calls failed while recording.
     #[error("{0}")]
     Verification(Box<VerificationFailure>),
+}
+
+fn describe_not_cached(
+    texts: &[String],
+    model: &str,
+    cache: &std::path::Path,
+    mode: crate::Mode,
+    command: &str,
+) -> String {
+    let mut message = format!(
+        "{} text(s) have no embedding of model {model} in the embedding cache {}, and {mode} mode never loads the model:\n",
+        texts.len(),
+        cache.display()
+    );
+    for text in texts.iter().take(10) {
+        message += &format!("  {}\n", crate::miss::quote_shortened(text, 120));
+    }
+    if texts.len() > 10 {
+        message += &format!("  ... and {} more\n", texts.len() - 10);
+    }
+    message += &format!(
+        "Fill the cache with the model provisioned (TRACEFORGE_EMBED_MODEL_DIR and ORT_DYLIB_PATH; see docs/semantic.md):\n  {command}\nthen commit {}",
+        cache.display()
+    );
+    message
 }

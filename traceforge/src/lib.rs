@@ -30,6 +30,8 @@ pub mod miss;
 mod mode;
 pub mod provider;
 pub mod redact;
+#[cfg(feature = "semantic")]
+pub mod semantic;
 mod server;
 pub mod stream;
 mod verify;

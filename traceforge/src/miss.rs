@@ -161,6 +161,18 @@ fn excerpt_pair(a: &str, b: &str) -> (String, String) {
     (excerpt(a), excerpt(b))
 }
 
+/// A text in JSON quotes, shortened in the middle past `max` characters (keeping its start and
+/// its end, which is where answers usually differ), with its length.
+pub(crate) fn quote_shortened(text: &str, max: usize) -> String {
+    let count = text.chars().count();
+    if count <= max {
+        return quote(text, false, false);
+    }
+    let head: String = text.chars().take(max * 2 / 3).collect();
+    let tail: String = text.chars().skip(count - max / 3).collect();
+    format!("{} … {} ({count} characters)", quote(&head, false, false), quote(&tail, false, false))
+}
+
 /// Renders a diff as indented lines: path, then recorded and actual values.
 pub fn render_differences(differences: &[Difference], indent: &str) -> String {
     let mut out = String::new();

@@ -478,9 +478,9 @@ pub fn mask(secret: &str) -> String {
 }
 
 /// The message of [`crate::Error::SecretDetected`].
-pub(crate) fn describe_findings(path: &Path, findings: &[SecretFinding]) -> String {
+pub(crate) fn describe_findings(path: &Path, what: &str, findings: &[SecretFinding]) -> String {
     let mut message = format!(
-        "refusing to write cassette {}: it contains {} secret-shaped value(s):\n",
+        "refusing to write {what} {}: it contains {} secret-shaped value(s):\n",
         path.display(),
         findings.len()
     );

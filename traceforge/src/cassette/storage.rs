@@ -168,18 +168,7 @@ pub fn save(
 ) -> Result<CassetteFile> {
     let write_error =
         |action: &'static str| move |source: io::Error| Error::CassetteWrite { path: path.to_owned(), action, source };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(write_error("create the cassette directory"))?;
-    }
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_path(path))
-        .map_err(write_error("open the lock file"))?;
-    lock.lock().map_err(write_error("lock the cassette"))?;
-
-    remove_stale_temp_files(path);
+    let lock = lock_for_write(path).map_err(|(action, source)| write_error(action)(source))?;
     let on_disk = load(path)?;
     let mut merged = merge(on_disk);
     merged.format_version = FORMAT_VERSION;
@@ -195,20 +184,43 @@ pub fn save(
     Ok(merged)
 }
 
+/// A failed file operation: the step that failed and the I/O error, for the caller to name
+/// its file in the error it reports.
+pub(crate) type StepError = (&'static str, io::Error);
+
+/// Creates the parent directory, takes the sidecar lock of `path` and removes temp files that
+/// crashed writers left. The lock is held until the returned file is dropped.
+pub(crate) fn lock_for_write(path: &Path) -> std::result::Result<File, StepError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| ("create the cassette directory", e))?;
+    }
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(path))
+        .map_err(|e| ("open the lock file", e))?;
+    lock.lock().map_err(|e| ("take the lock", e))?;
+    remove_stale_temp_files(path);
+    Ok(lock)
+}
+
 /// Writes `bytes` to a uniquely named temp file beside `path`, fsyncs it, renames it over
 /// `path` and fsyncs the directory. On failure the temp file is removed and `path` untouched.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes).map_err(|(action, source)| Error::CassetteWrite { path: path.to_owned(), action, source })
+}
+
+/// [`write_atomically`], for any file: the error says which step failed.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::result::Result<(), StepError> {
     let temp = sibling(path, &format!("{}{}-{:016x}", temp_prefix(path), std::process::id(), rand::random::<u64>()));
-    let result = (|| -> Result<()> {
-        let write_error = |action: &'static str| {
-            move |source: io::Error| Error::CassetteWrite { path: path.to_owned(), action, source }
-        };
+    let result = (|| {
         let mut file =
-            OpenOptions::new().write(true).create_new(true).open(&temp).map_err(write_error("create the temp file"))?;
-        file.write_all(bytes).map_err(write_error("write the temp file"))?;
-        file.sync_all().map_err(write_error("fsync the temp file"))?;
+            OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| ("create the temp file", e))?;
+        file.write_all(bytes).map_err(|e| ("write the temp file", e))?;
+        file.sync_all().map_err(|e| ("fsync the temp file", e))?;
         drop(file);
-        fs::rename(&temp, path).map_err(write_error("rename the temp file over the cassette"))?;
+        fs::rename(&temp, path).map_err(|e| ("rename the temp file over the old file", e))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Make the rename itself durable. Not every platform can open a directory.
             if let Ok(dir) = File::open(dir) {

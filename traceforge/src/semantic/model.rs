@@ -73,22 +73,34 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The ONNX Runtime library to load: named, and present.
+fn library(config: &ModelConfig) -> Result<PathBuf> {
+    let library = config.ort_library()?;
+    if library.is_file() {
+        return Ok(library);
+    }
+    Err(model_error(format!(
+        "the ONNX Runtime library {} (from {}) does not exist: point {ORT_LIBRARY_ENV} at libonnxruntime.so ({PROVISION_HINT})",
+        library.display(),
+        if config.ort_library.is_some() { "Semantic::ort_library" } else { ORT_LIBRARY_ENV },
+    )))
+}
+
 /// ONNX Runtime allows one environment per process: created on first use, then shared.
-fn environment(config: &ModelConfig) -> Result<ort::environment::Environment> {
-    static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+fn environment(library: &Path) -> Result<ort::environment::Environment> {
+    static ENVIRONMENT: Mutex<Option<(PathBuf, ort::environment::Environment)>> = Mutex::new(None);
     let mut environment = lock(&ENVIRONMENT);
-    if let Some(existing) = environment.as_ref() {
+    if let Some((loaded_from, existing)) = environment.as_ref() {
+        if loaded_from != library {
+            return Err(model_error(format!(
+                "ONNX Runtime is already loaded from {} in this process, so {} cannot be: use one {ORT_LIBRARY_ENV} per process",
+                loaded_from.display(),
+                library.display()
+            )));
+        }
         return Ok(existing.clone());
     }
-    let library = config.ort_library()?;
-    if !library.is_file() {
-        return Err(model_error(format!(
-            "the ONNX Runtime library {} (from {}) does not exist: point {ORT_LIBRARY_ENV} at libonnxruntime.so ({PROVISION_HINT})",
-            library.display(),
-            if config.ort_library.is_some() { "Semantic::ort_library" } else { ORT_LIBRARY_ENV },
-        )));
-    }
-    let builder = ort::init_from(&library).map_err(|e| {
+    let builder = ort::init_from(library).map_err(|e| {
         model_error(format!(
             "cannot load ONNX Runtime from {}: {e}. {ORT_LIBRARY_ENV} must name libonnxruntime.so of ONNX Runtime 1.24 or later",
             library.display()
@@ -98,7 +110,7 @@ fn environment(config: &ModelConfig) -> Result<ort::environment::Environment> {
         .with_name("traceforge")
         .build()
         .map_err(|e| model_error(format!("cannot create the ONNX Runtime environment: {e}")))?;
-    *environment = Some(created.clone());
+    *environment = Some((library.to_owned(), created.clone()));
     Ok(created)
 }
 
@@ -108,6 +120,7 @@ type SharedModel = Arc<Mutex<TextEmbedding>>;
 fn model(config: &ModelConfig) -> Result<SharedModel> {
     static MODELS: Mutex<Option<HashMap<PathBuf, SharedModel>>> = Mutex::new(None);
     let dir = config.model_dir()?;
+    let library = library(config)?;
     let mut models = lock(&MODELS);
     if let Some(model) = models.as_ref().and_then(|m| m.get(&dir)) {
         return Ok(Arc::clone(model));
@@ -131,7 +144,7 @@ fn model(config: &ModelConfig) -> Result<SharedModel> {
         special_tokens_map_file: read(TOKENIZER_FILES[2])?,
         tokenizer_config_file: read(TOKENIZER_FILES[3])?,
     };
-    let environment = environment(config)?;
+    let environment = environment(&library)?;
     let loaded = TextEmbedding::try_new_from_user_defined(
         UserDefinedEmbeddingModel::new(onnx, tokenizer).with_pooling(Pooling::Mean),
         InitOptionsUserDefined::new().with_environment(environment),

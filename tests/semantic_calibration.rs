@@ -55,7 +55,7 @@ fn the_default_threshold_is_calibrated_on_the_labelled_set() {
     let scores: Vec<f32> =
         pairs.iter().map(|p| semantic.similarity(&p.a, &p.b).unwrap_or_else(|e| panic!("{e}"))).collect();
 
-    println!("{:<11} {:>5}  {}", "kind", "score", "pair");
+    println!("{:<11} {:>5}  pair", "kind", "score");
     for (pair, score) in pairs.iter().zip(&scores) {
         println!("{:<11} {score:>5.3}  {:?} / {:?}", pair.kind, pair.a, pair.b);
     }

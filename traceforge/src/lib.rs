@@ -19,6 +19,10 @@
 //! the mode table and `docs/` for the cassette format.
 //!
 //! Without the attribute, [`Recorder::builder`] gives the same with an explicit `finish()`.
+//!
+//! With the `semantic` feature, `assert_semantic!`, `assert_not_semantic!` and
+//! `assert_semantic_snapshot!` compare answers by meaning, with a local embedding model and a
+//! committed embedding cache (see the `semantic` module and `docs/semantic.md`).
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
 
 pub mod cassette;

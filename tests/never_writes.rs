@@ -11,6 +11,7 @@ use std::path::Path;
 use futures_util::FutureExt as _;
 use serde_json::json;
 use support::fake_openai::FakeOpenAi;
+use support::leak;
 use traceforge::__private::{run_async, TestMeta, TestOptions};
 use traceforge::{Cassette, Mode, Recorder};
 
@@ -53,18 +54,8 @@ async fn record_original(path: &Path, upstream: &str) {
     assert!(rec.finish().await.unwrap_or_else(|e| panic!("{e}")).saved);
 }
 
-fn leak(text: String) -> &'static str {
-    Box::leak(text.into_boxed_str())
-}
-
 fn meta() -> TestMeta {
-    TestMeta {
-        manifest_dir: env!("CARGO_MANIFEST_DIR"),
-        module_path: module_path!(),
-        test_name: "body_under_test",
-        package: env!("CARGO_PKG_NAME"),
-        crate_name: env!("CARGO_CRATE_NAME"),
-    }
+    support::test_meta(module_path!(), "body_under_test")
 }
 
 #[tokio::test]

@@ -567,6 +567,51 @@ async fn raw_reqwest_with_an_sse_parser_sees_the_same_events() {
 }
 
 #[tokio::test]
+async fn an_sse_retry_field_is_stored_and_replayed() {
+    use eventsource_stream::Eventsource as _;
+
+    /// Each event's `retry` and data, as an SSE client reads them.
+    async fn events(base: String) -> Vec<(Option<Duration>, String)> {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/chat/completions"))
+            .header("x-fake-sse-retry", "2500")
+            .header("x-fake-delay-ms", "0")
+            .json(&openai_chat(true))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut stream = response.bytes_stream().eventsource();
+        let mut out = Vec::new();
+        while let Some(event) = stream.next().await {
+            let event = event.unwrap_or_else(|e| panic!("sse: {e}"));
+            out.push((event.retry, event.data));
+        }
+        out
+    }
+
+    let dir = scratch();
+    let path = cassette_in(&dir, "retry");
+    let fake = FakeLlm::start();
+    let rec =
+        start(Recorder::builder().cassette(&path).upstream("openai", &fake.openai_url()).force_mode(Mode::Record));
+    let recorded = events(rec.url("openai")).await;
+    finish(rec).await;
+    drop(fake);
+    let retries: Vec<Option<Duration>> = recorded.iter().map(|(retry, _)| *retry).collect();
+    assert!(retries.len() > 2, "{recorded:?}");
+    assert_eq!(retries[0], Some(Duration::from_millis(2500)));
+    assert!(retries[1..].iter().all(Option::is_none), "{retries:?}");
+    let stored = stored_body(&path, 0);
+    assert_eq!(stored["events"][0]["retry"], 2500, "{stored}");
+    assert_eq!(stored["events"][1].get("retry"), None, "{stored}");
+
+    let rec = start(Recorder::builder().cassette(&path).upstream("openai", NOWHERE).force_mode(Mode::Strict));
+    let replayed = events(rec.url("openai")).await;
+    assert_eq!(finish(rec).await.hits, 1);
+    assert_eq!(replayed, recorded, "the replay must carry the same retry and data");
+}
+
+#[tokio::test]
 async fn compressed_bodies_are_stored_decoded_and_replayed_as_identity() {
     for encoding in ["gzip", "deflate", "br", "zstd"] {
         for stream in [false, true] {

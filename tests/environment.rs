@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{json, Value};
 use support::fake_openai::FakeOpenAi;
 use traceforge::__private::{run_async, TestOptions};
@@ -32,10 +34,13 @@ fn set(name: &str, value: Option<&str>) {
     }
 }
 
-fn clear() {
+/// Takes [`ENV`] and removes every variable a test here sets.
+async fn exclusive_env() -> tokio::sync::MutexGuard<'static, ()> {
+    let guard = ENV.lock().await;
     for name in VARIABLES {
         set(name, None);
     }
+    guard
 }
 
 /// A base URL where nothing listens, for strict runs.
@@ -43,8 +48,7 @@ const NOWHERE: &str = "http://127.0.0.1:9/v1";
 
 #[tokio::test]
 async fn environment_variables_override_code_and_ci_defaults_to_strict() {
-    let _env = ENV.lock().await;
-    clear();
+    let _env = exclusive_env().await;
     let dir = support::scratch();
     let path = support::cassette_in(&dir, "env");
     let start = |configured: Option<Mode>| {
@@ -189,10 +193,19 @@ async fn post(recorder: &Recorder, body: &Value) -> u16 {
         .unwrap_or(0)
 }
 
-/// Records `bodies` into `path` (record mode, against `fake`).
-async fn record(path: &std::path::Path, fake: &FakeOpenAi, builder: RecorderBuilder, bodies: &[Value]) {
+/// A scratch directory holding cassette `name`, with `bodies` recorded through `builder` against
+/// a fake upstream, and a `traceforge.toml` holding `toml`. Returns the directory and both paths.
+async fn recorded_with_config(
+    name: &str,
+    builder: RecorderBuilder,
+    bodies: &[Value],
+    toml: &str,
+) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = support::scratch();
+    let path = support::cassette_in(&dir, name);
+    let fake = FakeOpenAi::start().await;
     let recorder = builder
-        .cassette(path)
+        .cassette(&path)
         .upstream("openai", &fake.base_url())
         .force_mode(Mode::Record)
         .start()
@@ -201,9 +214,12 @@ async fn record(path: &std::path::Path, fake: &FakeOpenAi, builder: RecorderBuil
         assert_eq!(post(&recorder, body).await, 200);
     }
     recorder.finish().await.unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("traceforge.toml");
+    std::fs::write(&config, toml).unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
+    (dir, path, config)
 }
 
-fn replayer(path: &std::path::Path, mode: Mode, builder: RecorderBuilder) -> Recorder {
+fn replayer(path: &Path, mode: Mode, builder: RecorderBuilder) -> Recorder {
     builder
         .cassette(path)
         .upstream("openai", NOWHERE)
@@ -212,40 +228,31 @@ fn replayer(path: &std::path::Path, mode: Mode, builder: RecorderBuilder) -> Rec
         .unwrap_or_else(|e| panic!("recorder did not start: {e}"))
 }
 
-fn write(path: &std::path::Path, text: &str) {
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-}
-
 #[tokio::test]
 async fn the_strategy_comes_from_the_environment_then_the_builder_then_traceforge_toml() {
-    let _env = ENV.lock().await;
-    clear();
-    let dir = support::scratch();
-    let fake = FakeOpenAi::start().await;
+    let _env = exclusive_env().await;
     // Recorded in `sequence` as alice, replayed as bob: `sequence` accepts the one differing
     // field at that position, `content` misses. So each run shows which strategy was in force.
-    let path = support::cassette_in(&dir, "strategy");
-    record(&path, &fake, Recorder::builder().strategy(Strategy::Sequence), &[chat("hi", json!({"user": "alice"}))])
-        .await;
-    let config = dir.path().join("traceforge.toml");
-    write(&config, "[matching]\nstrategy = \"sequence\"\n");
+    let alice = chat("hi", json!({"user": "alice"}));
+    let sequence = Recorder::builder().strategy(Strategy::Sequence);
+    let toml = "[matching]\nstrategy = \"sequence\"\n";
+    let (_dir, path, config) = recorded_with_config("strategy", sequence, &[alice], toml).await;
 
+    let file = || Recorder::builder().config_file(&config);
     let cases = [
-        ("the default is content", false, None, None, 404),
-        ("traceforge.toml beats the default", true, None, None, 200),
-        ("the builder beats traceforge.toml", true, Some(Strategy::Content), None, 404),
-        ("the environment beats the builder", true, Some(Strategy::Content), Some("sequence"), 200),
-        ("the environment beats the builder, both ways", false, Some(Strategy::Sequence), Some("Content"), 404),
+        ("the default is content", Recorder::builder(), None, 404),
+        ("traceforge.toml beats the default", file(), None, 200),
+        ("the builder beats traceforge.toml", file().strategy(Strategy::Content), None, 404),
+        ("the environment beats the builder", file().strategy(Strategy::Content), Some("sequence"), 200),
+        (
+            "the environment beats the builder, both ways",
+            Recorder::builder().strategy(Strategy::Sequence),
+            Some("Content"),
+            404,
+        ),
     ];
-    for (case, with_file, builder_strategy, env_strategy, expected) in cases {
+    for (case, builder, env_strategy, expected) in cases {
         set(config::STRATEGY_ENV, env_strategy);
-        let mut builder = Recorder::builder();
-        if with_file {
-            builder = builder.config_file(&config);
-        }
-        if let Some(strategy) = builder_strategy {
-            builder = builder.strategy(strategy);
-        }
         let recorder = replayer(&path, Mode::Strict, builder);
         assert_eq!(post(&recorder, &chat("hi", json!({"user": "bob"}))).await, expected, "{case}");
         assert_eq!(recorder.finish().await.is_ok(), expected == 200, "{case}");
@@ -255,14 +262,10 @@ async fn the_strategy_comes_from_the_environment_then_the_builder_then_traceforg
 
 #[tokio::test]
 async fn ignored_paths_add_up_across_the_environment_the_builder_and_traceforge_toml() {
-    let _env = ENV.lock().await;
-    clear();
-    let dir = support::scratch();
-    let fake = FakeOpenAi::start().await;
-    let path = support::cassette_in(&dir, "ignored");
-    record(&path, &fake, Recorder::builder(), &[chat("hi", json!({"a": 1, "b": 1, "c": 1}))]).await;
-    let config = dir.path().join("traceforge.toml");
-    write(&config, "[matching]\nignore_paths = [\"$.a\"]\n");
+    let _env = exclusive_env().await;
+    let original = chat("hi", json!({"a": 1, "b": 1, "c": 1}));
+    let toml = "[matching]\nignore_paths = [\"$.a\"]\n";
+    let (_dir, path, config) = recorded_with_config("ignored", Recorder::builder(), &[original], toml).await;
     let changed = chat("hi", json!({"a": 2, "b": 2, "c": 2}));
 
     // Each source ignores one of the three changed fields: together they ignore all three.
@@ -272,15 +275,14 @@ async fn ignored_paths_add_up_across_the_environment_the_builder_and_traceforge_
     recorder.finish().await.unwrap_or_else(|e| panic!("all three sources together: {e}"));
 
     // Leave out any one source and its field, and only that one, makes the request miss.
-    for (left_out, field) in [("traceforge.toml", "a"), ("the builder", "b"), ("the environment", "c")] {
-        set(config::IGNORE_PATHS_ENV, (field != "c").then_some("$.c"));
-        let mut builder = Recorder::builder();
-        if field != "a" {
-            builder = builder.config_file(&config);
-        }
-        if field != "b" {
-            builder = builder.ignore_path("$.b");
-        }
+    let file = || Recorder::builder().config_file(&config);
+    let cases = [
+        ("traceforge.toml", "a", Recorder::builder().ignore_path("$.b"), Some("$.c")),
+        ("the builder", "b", file(), Some("$.c")),
+        ("the environment", "c", file().ignore_path("$.b"), None),
+    ];
+    for (left_out, field, builder, env_paths) in cases {
+        set(config::IGNORE_PATHS_ENV, env_paths);
         let recorder = replayer(&path, Mode::Strict, builder);
         assert_eq!(post(&recorder, &changed).await, 404, "without {left_out}");
         let message = match recorder.finish().await {
@@ -296,30 +298,20 @@ async fn ignored_paths_add_up_across_the_environment_the_builder_and_traceforge_
 
 #[tokio::test]
 async fn the_exhausted_policy_comes_from_the_builder_then_traceforge_toml() {
-    let _env = ENV.lock().await;
-    clear();
-    let dir = support::scratch();
-    let fake = FakeOpenAi::start().await;
-    let path = support::cassette_in(&dir, "exhausted");
+    let _env = exclusive_env().await;
     let body = chat("once [count]", json!({}));
-    record(&path, &fake, Recorder::builder(), std::slice::from_ref(&body)).await;
-    let config = dir.path().join("traceforge.toml");
-    write(&config, "[matching]\nexhausted = \"repeat_last\"\n");
+    let toml = "[matching]\nexhausted = \"repeat_last\"\n";
+    let (_dir, path, config) =
+        recorded_with_config("exhausted", Recorder::builder(), std::slice::from_ref(&body), toml).await;
 
     // In `replay`, the second identical call is a hit only under `repeat_last`.
+    let file = || Recorder::builder().config_file(&config);
     let cases = [
-        ("the default refuses a second call", false, None, 404),
-        ("traceforge.toml beats the default", true, None, 200),
-        ("the builder beats traceforge.toml", true, Some(Exhausted::Error), 404),
+        ("the default refuses a second call", Recorder::builder(), 404),
+        ("traceforge.toml beats the default", file(), 200),
+        ("the builder beats traceforge.toml", file().on_exhausted(Exhausted::Error), 404),
     ];
-    for (case, with_file, policy, expected) in cases {
-        let mut builder = Recorder::builder();
-        if with_file {
-            builder = builder.config_file(&config);
-        }
-        if let Some(policy) = policy {
-            builder = builder.on_exhausted(policy);
-        }
+    for (case, builder, expected) in cases {
         let recorder = replayer(&path, Mode::Replay, builder);
         assert_eq!(post(&recorder, &body).await, 200, "{case}: the first call");
         assert_eq!(post(&recorder, &body).await, expected, "{case}: the second call");
@@ -329,8 +321,7 @@ async fn the_exhausted_policy_comes_from_the_builder_then_traceforge_toml() {
 
 #[tokio::test]
 async fn the_attribute_puts_its_cassette_under_traceforge_cassette_dir() {
-    let _env = ENV.lock().await;
-    clear();
+    let _env = exclusive_env().await;
     let dir = support::scratch();
     let root = support::leak(dir.path().display().to_string());
     // What a test body sees as its cassette, through the code the attribute expands to.

@@ -87,19 +87,13 @@ fn a_panicking_body_leaves_the_cassette_untouched() {
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     let fake = runtime.block_on(support::fake_openai::FakeOpenAi::start());
     let upstreams: &'static [(&'static str, &'static str)] =
-        Box::leak(Box::new([("openai", &*Box::leak(fake.base_url().into_boxed_str()))]));
+        Box::leak(Box::new([("openai", support::leak(fake.base_url()))]));
     let options = traceforge::__private::TestOptions {
         upstreams,
-        path: Some(Box::leak(path.display().to_string().into_boxed_str())),
+        path: Some(support::leak(path.display().to_string())),
         ..Default::default()
     };
-    let meta = traceforge::__private::TestMeta {
-        manifest_dir: env!("CARGO_MANIFEST_DIR"),
-        module_path: module_path!(),
-        test_name: "a_panicking_body_leaves_the_cassette_untouched",
-        package: env!("CARGO_PKG_NAME"),
-        crate_name: env!("CARGO_CRATE_NAME"),
-    };
+    let meta = support::test_meta(module_path!(), "a_panicking_body_leaves_the_cassette_untouched");
     let outcome = std::panic::catch_unwind(|| {
         traceforge::__private::run_test(meta, options, |tf| async move {
             let _ = ask(&tf, "What is the capital of France? Answer in French, in one sentence.").await;
@@ -132,4 +126,75 @@ async fn ignored_paths_from_the_attribute(tf: Cassette) {
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(answer["choices"][0]["message"]["content"], "La capitale de la France est Paris.");
+}
+
+/// The command a failed check prints must re-run exactly the failing test. This drives the code
+/// the attribute expands to with what cargo set for this very test (its package, target, module
+/// and name), in a module of its own so that the path has a module in it.
+mod rerecord {
+    use std::panic::AssertUnwindSafe;
+    use std::sync::{Arc, Mutex};
+
+    use futures_util::FutureExt as _;
+    use traceforge::__private::{run_async, TestOptions};
+    use traceforge::{Cassette, Mode, Recorder};
+
+    use super::{ask, support};
+
+    #[tokio::test]
+    async fn a_strict_miss_prints_the_command_that_rerecords_this_test() {
+        let dir = support::scratch();
+        let path = dir.path().join("holds_another_request.json");
+        let fake = support::fake_openai::FakeOpenAi::start().await;
+        let recorder = Recorder::builder()
+            .cassette(&path)
+            .upstream("openai", &fake.base_url())
+            .force_mode(Mode::Record)
+            .start()
+            .unwrap_or_else(|e| panic!("{e}"));
+        ask(&recorder.cassette(), "What is the capital of France?").await.unwrap_or_else(|e| panic!("{e}"));
+        recorder.finish().await.unwrap_or_else(|e| panic!("{e}"));
+        drop(fake);
+        let before = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+
+        let options = TestOptions {
+            upstreams: Box::leak(Box::new([("openai", "http://127.0.0.1:9/v1")])),
+            path: Some(support::leak(path.display().to_string())),
+            mode: Some(Mode::Strict),
+            ..TestOptions::default()
+        };
+        let meta = support::test_meta(module_path!(), "a_strict_miss_prints_the_command_that_rerecords_this_test");
+        let mode = Arc::new(Mutex::new(None));
+        let seen = Arc::clone(&mode);
+        let outcome = AssertUnwindSafe(run_async(meta, options, |tf: Cassette| async move {
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(tf.mode());
+            // The miss is a 404 the body ignores; the check after the body fails the test.
+            let _ = ask(&tf, "A question that was never recorded").await;
+        }))
+        .catch_unwind()
+        .await;
+        let message = match outcome {
+            Err(panic) => panic.downcast_ref::<String>().cloned().unwrap_or_default(),
+            Ok(()) => panic!("a strict miss must fail the test"),
+        };
+        let command = "TRACEFORGE_VCR_MODE=record cargo test -p traceforge-suite --test attribute -- \
+                       rerecord::a_strict_miss_prints_the_command_that_rerecords_this_test --exact";
+        assert!(message.ends_with(&format!("To re-record this test, run:\n  {command}")), "{message}");
+        // TRACEFORGE_VCR_MODE beats the attribute's mode; any other mode fails this run too (it
+        // cannot reach the upstream), but for another reason.
+        let mode = *mode.lock().unwrap_or_else(|p| p.into_inner());
+        if std::env::var_os(traceforge::MODE_ENV).is_none() {
+            assert_eq!(mode, Some(Mode::Strict));
+        }
+        if mode == Some(Mode::Strict) {
+            for expected in [
+                "cassette check failed for `rerecord::a_strict_miss_prints_the_command_that_rerecords_this_test` (mode: strict)",
+                "1 request(s) had no recording",
+                "1 recorded interaction(s) were not used",
+            ] {
+                assert!(message.contains(expected), "missing `{expected}` in:\n{message}");
+            }
+        }
+        assert_eq!(std::fs::read(&path).ok(), Some(before), "a failed check must not write");
+    }
 }

@@ -136,6 +136,30 @@ async fn only_provider_headers_take_part_in_the_key_unless_configured() {
     assert!(message.contains("$.headers.anthropic-version") && message.contains("$.headers.x-tenant"), "{message}");
 }
 
+#[tokio::test]
+async fn openai_beta_takes_part_in_the_key_by_default() {
+    let dir = scratch();
+    let path = cassette_in(&dir, "openai-beta");
+    let fake = FakeOpenAi::start().await;
+    let rec = start(Recorder::builder().cassette(&path).upstream("openai", &fake.base_url()).force_mode(Mode::Record));
+    let body = chat(json!("hi"), json!({}));
+    assert_eq!(post(&rec, &body, &[("openai-beta", "assistants=v2"), ("x-client", "a")]).await.0, 200);
+    rec.finish().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(support::read(&path).contains("\"openai-beta\": \"assistants=v2\""));
+
+    // With no configuration: another header does not change the key, another beta does.
+    let rec = strict(&path, |b| b);
+    assert_eq!(post(&rec, &body, &[("openai-beta", "assistants=v2"), ("x-client", "b")]).await.0, 200);
+    assert_eq!(post(&rec, &body, &[("openai-beta", "assistants=v1"), ("x-client", "a")]).await.0, 404);
+    let message = failure(rec.finish().await);
+    assert!(
+        message.contains("$.headers.openai-beta")
+            && message.contains("\"assistants=v1\"")
+            && !message.contains("x-client"),
+        "{message}"
+    );
+}
+
 /// An agent loop whose history carries tool-call ids that change on every run.
 fn agent_turns(run: &str) -> Vec<Value> {
     (1..=3)

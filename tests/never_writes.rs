@@ -1,5 +1,6 @@
 //! When traceforge must not write: a test that fails or panics leaves its cassette
-//! byte-identical, and strict mode runs on a read-only checkout without creating any file.
+//! byte-identical, strict mode runs on a read-only checkout without creating any file, and `off`
+//! forwards every call without reading or writing a cassette.
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::path::Path;
 use futures_util::FutureExt as _;
 use serde_json::json;
 use support::fake_openai::FakeOpenAi;
+use support::leak;
 use traceforge::__private::{run_async, TestMeta, TestOptions};
 use traceforge::{Cassette, Mode, Recorder};
 
@@ -53,18 +55,8 @@ async fn record_original(path: &Path, upstream: &str) {
     assert!(rec.finish().await.unwrap_or_else(|e| panic!("{e}")).saved);
 }
 
-fn leak(text: String) -> &'static str {
-    Box::leak(text.into_boxed_str())
-}
-
 fn meta() -> TestMeta {
-    TestMeta {
-        manifest_dir: env!("CARGO_MANIFEST_DIR"),
-        module_path: module_path!(),
-        test_name: "body_under_test",
-        package: env!("CARGO_PKG_NAME"),
-        crate_name: env!("CARGO_CRATE_NAME"),
-    }
+    support::test_meta(module_path!(), "body_under_test")
 }
 
 #[tokio::test]
@@ -160,4 +152,53 @@ async fn strict_mode_runs_on_a_read_only_checkout_and_creates_no_file() {
     assert_eq!(snapshot(dir.path()), before, "a strict run without a cassette wrote something");
 
     set_mode(&checkout, 0o755); // so the temp dir can be removed when not running as root
+}
+
+#[tokio::test]
+async fn off_mode_forwards_every_call_and_reads_and_writes_nothing() {
+    let dir = support::scratch();
+    let fake = FakeOpenAi::start().await;
+    let off = |path: &Path| {
+        Recorder::builder()
+            .cassette(path)
+            .upstream("openai", &fake.base_url())
+            .force_mode(Mode::Off)
+            .start()
+            .unwrap_or_else(|e| panic!("off must start: {e}"))
+    };
+    let outcome = |base: String, prompt: &'static str| async move {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/chat/completions"))
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let header = response.headers().get(traceforge::OUTCOME_HEADER).and_then(|v| v.to_str().ok());
+        (response.status().as_u16(), header.unwrap_or_default().to_owned())
+    };
+
+    // No cassette: the call is forwarded, and no file or directory appears.
+    let rec = off(&dir.path().join("never").join("absent.json"));
+    assert_eq!(outcome(rec.url("openai"), "original").await, (200, "passthrough".to_owned()));
+    let report = rec.finish().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((report.passed_through, report.recorded, report.hits, report.saved), (1, 0, 0, false));
+    assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).ok(), Some(0), "off created a file");
+
+    // A cassette that holds this very request is not replayed from, nor changed.
+    let path = dir.path().join("kept.json");
+    record_original(&path, &fake.base_url()).await;
+    // A corrupt one is not even read.
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, "{ not a cassette").unwrap_or_else(|e| panic!("{e}"));
+    let before = snapshot(dir.path());
+    let received = fake.received().await;
+    for cassette in [&path, &corrupt] {
+        let rec = off(cassette);
+        for prompt in ["original", "a question never recorded"] {
+            assert_eq!(outcome(rec.url("openai"), prompt).await, (200, "passthrough".to_owned()));
+        }
+        assert_eq!(rec.finish().await.map(|r| (r.passed_through, r.saved)).ok(), Some((2, false)));
+    }
+    assert_eq!(fake.received().await, received + 4, "off must forward every call");
+    assert_eq!(snapshot(dir.path()), before, "off changed the directory");
 }

@@ -190,21 +190,38 @@ async fn an_unused_recording_fails_strict_but_not_replay() {
     let path = cassette_in(&dir, "unused");
     let fake = FakeOpenAi::start().await;
     let rec = recorder(&path, Mode::Record, &fake.base_url());
-    for prompt in ["first", "second"] {
+    for prompt in ["first", "second", "third"] {
         post(&format!("{}/chat/completions", rec.url("openai")), &chat_request(prompt)).await;
     }
-    assert_eq!(finish_ok(rec).await.recorded, 2);
+    assert_eq!(finish_ok(rec).await.recorded, 3);
 
     for (mode, should_fail) in [(Mode::Strict, true), (Mode::Replay, false)] {
         let rec = recorder(&path, mode, NOWHERE);
         post(&format!("{}/chat/completions", rec.url("openai")), &chat_request("first")).await;
         match rec.finish().await {
             Err(Error::Verification(failure)) if should_fail => {
-                assert_eq!(failure.unused.len(), 1);
+                assert_eq!(failure.unused.len(), 2);
                 assert!(failure.misses.is_empty());
-                assert!(failure.to_string().contains("used 0 of 1 recorded response(s)"), "{failure}");
+                // Two unused calls to one endpoint: each line says which prompt it was.
+                let mut excerpts: Vec<String> = failure.unused.iter().filter_map(|u| u.excerpt.clone()).collect();
+                excerpts.sort();
+                assert_eq!(
+                    excerpts,
+                    [
+                        "model \"gpt-4o-mini\", last user message \"second\"",
+                        "model \"gpt-4o-mini\", last user message \"third\""
+                    ]
+                );
+                let message = failure.to_string();
+                for prompt in ["second", "third"] {
+                    let entry = format!(
+                        "used 0 of 1 recorded response(s)\n    model \"gpt-4o-mini\", last user message \"{prompt}\"\n"
+                    );
+                    assert!(message.contains(&entry), "no entry for `{prompt}` in:\n{message}");
+                }
+                assert!(!message.contains("\"first\""), "the used recording is not listed:\n{message}");
             }
-            Ok(report) if !should_fail => assert_eq!(report.unused.len(), 1),
+            Ok(report) if !should_fail => assert_eq!(report.unused.len(), 2),
             other => panic!("{mode}: unexpected {other:?}"),
         }
     }

@@ -30,7 +30,7 @@ async fn echo_upstream() -> MockServer {
     server
 }
 
-const SECRETS: [&str; 16] = [
+const SECRETS: [&str; 18] = [
     "HDRAUTHSECRET",
     "HDRPROXYSECRET",
     "HDRXAPISECRET",
@@ -45,9 +45,20 @@ const SECRETS: [&str; 16] = [
     "BODYAPIKEYSECRET",
     "BODYCAMELSECRET",
     "BODYNESTEDSECRET",
+    "BODYPASSWORDSECRET",
+    "BODYREFRESHSECRET",
     "RESPACCESSSECRET",
     "RESPCOOKIESECRET",
 ];
+
+/// Every byte the recorder left in `dir`, lock files included, as text.
+fn written(dir: &std::path::Path) -> String {
+    let mut written = String::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{e}")).flatten() {
+        written.push_str(&String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()));
+    }
+    written
+}
 
 async fn send_corpus(recorder: &Recorder, variant: &str) -> Vec<u16> {
     let client = reqwest::Client::new();
@@ -57,7 +68,11 @@ async fn send_corpus(recorder: &Recorder, variant: &str) -> Vec<u16> {
         "api_key": format!("BODYAPIKEYSECRET{variant}"),
         "apiKey": format!("BODYCAMELSECRET{variant}"),
         "max_tokens": 7,
-        "tools": [{"auth": {"client_secret": format!("BODYNESTEDSECRET{variant}"), "password": "pw", "refresh_token": "rt"}}],
+        "tools": [{"auth": {
+            "client_secret": format!("BODYNESTEDSECRET{variant}"),
+            "password": format!("BODYPASSWORDSECRET{variant}"),
+            "refresh_token": format!("BODYREFRESHSECRET{variant}"),
+        }}],
         "messages": [{"role": "user", "content": "hello"}],
     });
     let mut statuses = Vec::new();
@@ -97,11 +112,7 @@ async fn no_secret_in_any_byte_written_and_replay_still_matches() {
     let report = rec.finish().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.recorded, 5);
 
-    // Every file the recorder left in the directory, lock files included.
-    let mut written = String::new();
-    for entry in std::fs::read_dir(dir.path()).unwrap_or_else(|e| panic!("{e}")).flatten() {
-        written.push_str(&String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()));
-    }
+    let written = written(dir.path());
     for secret in SECRETS.iter().chain(&["RESPORGSECRET", "RESPHEADERSECRET", "RESPREFRESHSECRET"]) {
         assert!(!written.contains(secret), "`{secret}` reached the disk:\n{written}");
     }
@@ -225,4 +236,102 @@ async fn a_token_shaped_value_in_a_prompt_refuses_the_write_unless_allowed() {
     let (path, _dir, result) = record_one(Recorder::builder().allow_secret_path("$.interactions*"), body).await;
     result.unwrap_or_else(|e| panic!("{e}"));
     assert!(path.exists());
+}
+
+/// An upstream whose answers carry two custom secret headers and an ordinary one.
+async fn header_upstream() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("x-session-token", "RESPSESSIONSECRET")
+                .insert_header("x-upstream-key", "RESPUPSTREAMSECRET")
+                .insert_header("x-vendor-note", "kept-note")
+                .set_body_json(json!({"ok": true})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Sends one chat request with custom headers; returns the status and the response headers.
+async fn send_with_headers(recorder: &Recorder, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/chat/completions", recorder.url("openai")))
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    (response.status().as_u16(), response.headers().clone())
+}
+
+#[tokio::test]
+async fn custom_secret_headers_from_the_builder_and_traceforge_toml_are_never_written() {
+    const SECRETS: [&str; 4] = ["REQINTERNALSECRET", "REQTEAMSECRET", "RESPSESSIONSECRET", "RESPUPSTREAMSECRET"];
+    let upstream = header_upstream().await;
+    // The two secret request headers are match headers too: without the redaction they would
+    // be stored in the request, as the control run below shows.
+    let headers = |internal: &'static str, team: &'static str, tenant: &'static str| {
+        [("x-internal-token", internal), ("x-team-token", team), ("x-tenant", tenant)]
+    };
+    let recorded = headers("REQINTERNALSECRET", "REQTEAMSECRET", "acme");
+    let builder = |config: &std::path::Path| {
+        Recorder::builder().config_file(config).match_header("x-internal-token").match_header("x-tenant")
+    };
+    let record = |builder: RecorderBuilder, path: std::path::PathBuf| {
+        let upstream = upstream.uri();
+        async move {
+            let rec = builder.cassette(path).upstream("openai", &upstream).force_mode(Mode::Record).start();
+            let rec = rec.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(send_with_headers(&rec, &recorded).await.0, 200);
+            rec.finish().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+
+    // Control: the same headers, matched but not redacted, reach the disk.
+    let configs = scratch(); // kept apart from the cassettes, whose every byte is read
+    let control = scratch();
+    let config = configs.path().join("control.toml");
+    std::fs::write(&config, "[matching]\nmatch_headers = [\"x-team-token\"]\n").unwrap_or_else(|e| panic!("{e}"));
+    record(builder(&config), cassette_in(&control, "control")).await;
+    let text = written(control.path());
+    for secret in SECRETS {
+        assert!(text.contains(secret), "the control run must store `{secret}`:\n{text}");
+    }
+
+    // Redacted: two headers by the builder, two by traceforge.toml, one of each kind per source.
+    let dir = scratch();
+    let config = configs.path().join("traceforge.toml");
+    std::fs::write(
+        &config,
+        "[matching]\nmatch_headers = [\"x-team-token\"]\n\n[redaction]\nheaders = [\"X-Team-Token\", \"x-upstream-key\"]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let redacting = || builder(&config).redact_header("x-internal-token").redact_header("X-Session-Token");
+    let path = cassette_in(&dir, "redacted");
+    record(redacting(), path.clone()).await;
+    let text = written(dir.path());
+    for secret in SECRETS.iter().chain(&["x-internal-token", "x-team-token", "x-session-token", "x-upstream-key"]) {
+        assert!(!text.contains(secret), "`{secret}` reached the disk:\n{text}");
+    }
+    let file = read(&path);
+    assert!(file.contains("\"x-tenant\": \"acme\"") && file.contains("\"x-vendor-note\": \"kept-note\""), "{file}");
+
+    // Replay with other secret values: the redacted headers take no part in the key, and the
+    // match header that was not redacted still does.
+    let rec = redacting().cassette(&path).upstream("openai", "http://127.0.0.1:9").force_mode(Mode::Strict).start();
+    let rec = rec.unwrap_or_else(|e| panic!("{e}"));
+    let (status, replayed) = send_with_headers(&rec, &headers("OTHERINTERNAL", "OTHERTEAM", "acme")).await;
+    assert_eq!(status, 200, "a request must find its recording whatever its secret headers hold");
+    assert_eq!(replayed.get("x-vendor-note").map(|v| v.as_bytes()), Some(&b"kept-note"[..]));
+    assert!(replayed.get("x-session-token").is_none() && replayed.get("x-upstream-key").is_none());
+    assert_eq!(send_with_headers(&rec, &headers("OTHERINTERNAL", "OTHERTEAM", "globex")).await.0, 404);
+    match rec.finish().await {
+        Err(Error::Verification(failure)) => {
+            let message = failure.to_string();
+            assert!(message.contains("$.headers.x-tenant") && !message.contains("OTHER"), "{message}");
+        }
+        other => panic!("expected the other tenant to miss, got {other:?}"),
+    }
 }

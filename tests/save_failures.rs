@@ -1,10 +1,14 @@
 //! Disk full or permission denied while saving: a clear error that names the cassette and the
 //! step that failed, the old cassette intact byte for byte, and no temp file left behind.
 //!
-//! CI runs as root, where mode 0555 does not stop a write. So each failure is produced in a way
-//! that also holds for root: a file-size limit (RLIMIT_FSIZE, which binds root too), a tmpfs
-//! that really fills up (when this process may mount one), a child that runs without the
+//! Our CI (`.ci/run`) runs as root, where mode 0555 does not stop a write. So each failure is
+//! produced in a way that also holds for root: a file-size limit (RLIMIT_FSIZE, which binds root
+//! too), a tmpfs that really fills up (mounting needs root), a child that runs without the
 //! capabilities that let root ignore file modes, and paths the kernel refuses for everyone.
+//!
+//! A test whose prerequisite is missing fails and names it. Only with
+//! `TRACEFORGE_SKIP_PRIVILEGED_TESTS=1` (set for the non-root GitHub-hosted runners) does it
+//! pass without running, and it says so.
 
 mod support;
 
@@ -38,6 +42,19 @@ fn assert_intact(path: &Path, old: &[u8]) {
 
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The variable that lets a test whose prerequisite is missing pass without running.
+const SKIP_ENV: &str = "TRACEFORGE_SKIP_PRIVILEGED_TESTS";
+
+/// A missing prerequisite fails the test, unless skipping was asked for explicitly: a test that
+/// did not run must never look like one that passed.
+fn missing_prerequisite(what: &str) {
+    if std::env::var(SKIP_ENV).is_ok_and(|value| value == "1") {
+        println!("skipped on request ({SKIP_ENV}=1): {what}");
+        return;
+    }
+    panic!("missing prerequisite: {what}\n(set {SKIP_ENV}=1 to skip this test on purpose)");
 }
 
 #[test]
@@ -88,9 +105,13 @@ fn a_full_disk_keeps_the_old_cassette() {
         .output();
     match mounted {
         Ok(output) if output.status.success() => {}
-        other => {
-            // Needs CAP_SYS_ADMIN; the RLIMIT_FSIZE test above covers the short write anyway.
-            println!("skipped: cannot mount a tmpfs here ({other:?})");
+        Ok(output) => {
+            // Mounting needs CAP_SYS_ADMIN (root).
+            missing_prerequisite(&format!("`mount -t tmpfs` failed, run as root: {}", stderr_of(&output).trim()));
+            return;
+        }
+        Err(error) => {
+            missing_prerequisite(&format!("cannot run `mount`: {error}"));
             return;
         }
     }
@@ -126,7 +147,8 @@ fn a_read_only_directory_is_a_permission_error_and_keeps_the_old_cassette() {
     std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555)).unwrap_or_else(|e| panic!("{e}"));
     // Root ignores file modes through CAP_DAC_OVERRIDE; run the saving child with an empty
     // capability bounding set, so for it uid 0 is just the owner of a r-x directory.
-    let mut command = if running_as_root() {
+    let as_root = running_as_root();
+    let mut command = if as_root {
         let mut command = Command::new("setpriv");
         command.args(["--inh-caps=-all", "--bounding-set=-all", "--", HELPER]);
         command
@@ -137,10 +159,16 @@ fn a_read_only_directory_is_a_permission_error_and_keeps_the_old_cassette() {
     std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
     let output = match output {
         Ok(output) if !stderr_of(&output).starts_with("setpriv:") => output,
-        other => {
-            println!("skipped: cannot drop root's capabilities here ({other:?})");
+        Ok(output) if as_root => {
+            let why = stderr_of(&output);
+            missing_prerequisite(&format!("as root, `setpriv` could not drop the capabilities: {}", why.trim()));
             return;
         }
+        Err(error) if as_root => {
+            missing_prerequisite(&format!("as root, the test needs `setpriv` (util-linux): {error}"));
+            return;
+        }
+        other => panic!("cannot run the helper: {other:?}"),
     };
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(2), "the save must fail: {stderr}");

@@ -524,39 +524,50 @@ async fn async_openai_create_stream_records_and_replays() {
     assert_eq!(answer.usage.and_then(|u| u.total_tokens), recorded.1.map(u64::from));
 }
 
+/// Every event of an SSE response, as the `eventsource-stream` client reads them.
+async fn client_events(request: reqwest::RequestBuilder) -> Vec<eventsource_stream::Event> {
+    use eventsource_stream::Eventsource as _;
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let mut stream = response.bytes_stream().eventsource();
+    let mut out = Vec::new();
+    while let Some(event) = stream.next().await {
+        out.push(event.unwrap_or_else(|e| panic!("sse: {e}")));
+    }
+    out
+}
+
+/// What `client` sees through upstream `name` (the fake at `fake.url() + prefix`) while
+/// recording, then in a strict replay with the fake gone; and the stored response body.
+async fn seen_recording_and_replaying<T, Fut>(name: &str, prefix: &str, client: impl Fn(String) -> Fut) -> (T, T, Value)
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let dir = scratch();
+    let path = cassette_in(&dir, name);
+    let fake = FakeLlm::start();
+    let upstream = format!("{}{prefix}", fake.url());
+    let rec = start(Recorder::builder().cassette(&path).upstream(name, &upstream).force_mode(Mode::Record));
+    let recorded = client(rec.url(name)).await;
+    finish(rec).await;
+    drop(fake);
+    let rec = start(Recorder::builder().cassette(&path).upstream(name, NOWHERE).force_mode(Mode::Strict));
+    let replayed = client(rec.url(name)).await;
+    assert_eq!(finish(rec).await.hits, 1);
+    (recorded, replayed, stored_body(&path, 0))
+}
+
 #[tokio::test]
 async fn raw_reqwest_with_an_sse_parser_sees_the_same_events() {
-    use eventsource_stream::Eventsource as _;
-
-    async fn events(base: String) -> Vec<(String, String)> {
+    let events = |base: String| async move {
         let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": PARIS}]});
-        let response = reqwest::Client::new()
+        let request = reqwest::Client::new()
             .post(format!("{base}/v1/messages"))
             .header("x-api-key", "k")
             .header("anthropic-version", "2023-06-01")
-            .json(&body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut stream = response.bytes_stream().eventsource();
-        let mut out = Vec::new();
-        while let Some(event) = stream.next().await {
-            let event = event.unwrap_or_else(|e| panic!("sse: {e}"));
-            out.push((event.event, event.data));
-        }
-        out
-    }
-
-    let dir = scratch();
-    let path = cassette_in(&dir, "eventsource");
-    let fake = FakeLlm::start();
-    let rec = start(Recorder::builder().cassette(&path).upstream("anthropic", &fake.url()).force_mode(Mode::Record));
-    let recorded = events(rec.url("anthropic")).await;
-    finish(rec).await;
-    drop(fake);
-    let rec = start(Recorder::builder().cassette(&path).upstream("anthropic", NOWHERE).force_mode(Mode::Strict));
-    let replayed = events(rec.url("anthropic")).await;
-    finish(rec).await;
+            .json(&body);
+        client_events(request).await.into_iter().map(|event| (event.event, event.data)).collect::<Vec<_>>()
+    };
+    let (recorded, replayed, _) = seen_recording_and_replaying("anthropic", "", events).await;
     assert_eq!(recorded.first().map(|e| e.0.as_str()), Some("message_start"));
     assert_eq!(recorded.last().map(|e| e.0.as_str()), Some("message_stop"));
     // Event names and payloads as JSON: the replay writes JSON compactly, as the fake does.
@@ -564,6 +575,27 @@ async fn raw_reqwest_with_an_sse_parser_sees_the_same_events() {
         events.iter().map(|(name, data)| (name.clone(), serde_json::from_str(data).unwrap_or(Value::Null))).collect()
     };
     assert_eq!(parse(&replayed), parse(&recorded));
+}
+
+#[tokio::test]
+async fn an_sse_retry_field_is_stored_and_replayed() {
+    // Each event's `retry` and data, as an SSE client reads them.
+    let events = |base: String| async move {
+        let request = reqwest::Client::new()
+            .post(format!("{base}/chat/completions"))
+            .header("x-fake-sse-retry", "2500")
+            .header("x-fake-delay-ms", "0")
+            .json(&openai_chat(true));
+        client_events(request).await.into_iter().map(|event| (event.retry, event.data)).collect::<Vec<_>>()
+    };
+    let (recorded, replayed, stored) = seen_recording_and_replaying("openai", "/v1", events).await;
+    let retries: Vec<Option<Duration>> = recorded.iter().map(|(retry, _)| *retry).collect();
+    assert!(retries.len() > 2, "{recorded:?}");
+    assert_eq!(retries[0], Some(Duration::from_millis(2500)));
+    assert!(retries[1..].iter().all(Option::is_none), "{retries:?}");
+    assert_eq!(stored["events"][0]["retry"], 2500, "{stored}");
+    assert_eq!(stored["events"][1].get("retry"), None, "{stored}");
+    assert_eq!(replayed, recorded, "the replay must carry the same retry and data");
 }
 
 #[tokio::test]

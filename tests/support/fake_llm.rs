@@ -20,7 +20,7 @@
 //! Request headers steer it: `x-fake-delay-ms` (pause before each event after the first, 5 ms by
 //! default), `x-fake-cut-after: n` (send n events and half of the next, then abort the
 //! connection), `x-fake-encoding: gzip|deflate|br|zstd` (compress the body whatever the client
-//! accepts).
+//! accepts), `x-fake-sse-retry: ms` (an SSE stream's first event carries `retry: ms`).
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -125,6 +125,7 @@ struct Shape {
     delay: Duration,
     cut_after: Option<usize>,
     encoding: Option<String>,
+    sse_retry: Option<u64>,
 }
 
 fn header(request: &Request<Incoming>, name: &str) -> Option<String> {
@@ -136,6 +137,7 @@ async fn respond(request: Request<Incoming>) -> Result<Response<Body>, Infallibl
         delay: Duration::from_millis(header(&request, "x-fake-delay-ms").and_then(|v| v.parse().ok()).unwrap_or(5)),
         cut_after: header(&request, "x-fake-cut-after").and_then(|v| v.parse().ok()),
         encoding: header(&request, "x-fake-encoding"),
+        sse_retry: header(&request, "x-fake-sse-retry").and_then(|v| v.parse().ok()),
     };
     let path = request.uri().path().to_owned();
     let query: Vec<(String, String)> = request
@@ -242,6 +244,13 @@ impl Reply {
             .header("content-type", self.content_type)
             .header("x-request-id", format!("req_{}", std::process::id()));
         let mut chunks = self.chunks;
+        if let (Some(retry), "text/event-stream", Some(first)) =
+            (shape.sse_retry, self.content_type, chunks.first_mut())
+        {
+            let mut with_retry = format!("retry: {retry}\n").into_bytes();
+            with_retry.extend_from_slice(first);
+            *first = Bytes::from(with_retry);
+        }
         if let Some(encoding) = &shape.encoding {
             let whole: Vec<u8> = chunks.concat();
             let compressed = compress(encoding, &whole);

@@ -28,3 +28,22 @@ pub fn read(path: &Path) -> String {
 pub fn cassette_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(format!("{name}.json"))
 }
+
+/// Keeps a string for the rest of the process, as the attribute's `&'static str` options need.
+pub fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+/// What `#[traceforge::cassette]` captures for a test named `test_name` in module `module_path`
+/// (pass `module_path!()`), with the values cargo really set for this test binary.
+pub fn test_meta(module_path: &'static str, test_name: &'static str) -> traceforge::__private::TestMeta {
+    traceforge::__private::TestMeta {
+        manifest_dir: env!("CARGO_MANIFEST_DIR"),
+        module_path,
+        test_name,
+        package: env!("CARGO_PKG_NAME"),
+        crate_name: env!("CARGO_CRATE_NAME"),
+        bin_name: option_env!("CARGO_BIN_NAME"),
+        integration_test: option_env!("CARGO_TARGET_TMPDIR").is_some(),
+    }
+}

@@ -248,6 +248,8 @@ fn expand(args: TokenStream2, function: ItemFn) -> syn::Result<TokenStream2> {
             test_name: ::core::stringify!(#name),
             package: ::core::env!("CARGO_PKG_NAME"),
             crate_name: ::core::env!("CARGO_CRATE_NAME"),
+            bin_name: ::core::option_env!("CARGO_BIN_NAME"),
+            integration_test: ::core::option_env!("CARGO_TARGET_TMPDIR").is_some(),
         };
         let options = #crate_path::__private::TestOptions {
             upstreams: &[#(#upstreams),*],

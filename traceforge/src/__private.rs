@@ -20,6 +20,12 @@ pub struct TestMeta {
     pub package: &'static str,
     /// `env!("CARGO_CRATE_NAME")`: the test target's crate.
     pub crate_name: &'static str,
+    /// `option_env!("CARGO_BIN_NAME")`: cargo sets it only when compiling a binary (or an
+    /// example), so it tells a test inside `src/main.rs` or `src/bin/` from a library unit test.
+    pub bin_name: Option<&'static str>,
+    /// `option_env!("CARGO_TARGET_TMPDIR").is_some()`: cargo sets it only when compiling an
+    /// integration test (or a benchmark).
+    pub integration_test: bool,
 }
 
 /// The attribute's options, already validated at compile time.
@@ -68,16 +74,26 @@ impl TestMeta {
         }
     }
 
-    /// The command that re-records exactly this test.
+    /// The command that re-records exactly this test. The target flag selects the test's own
+    /// target: `--test <crate>`, `--bin <name>` or `--lib`.
     pub fn rerecord_command(&self) -> String {
-        cargo_test_command("record", self.package, self.crate_name, Some(&self.test_path()))
+        let target = target_flag(self.crate_name, self.integration_test, self.bin_name);
+        cargo_test_command("record", self.package, &target, Some(&self.test_path()))
     }
 }
 
-/// `TRACEFORGE_VCR_MODE=<mode> cargo test` for one test target, and one test when its path is known.
-pub fn cargo_test_command(mode: &str, package: &str, crate_name: &str, test_path: Option<&str>) -> String {
-    let target =
-        if crate_name == package.replace('-', "_") { "--lib".to_owned() } else { format!("--test {crate_name}") };
+/// The `cargo test` flag that selects a test's own target, from what cargo sets while compiling
+/// it: `--test <crate>` for an integration test, `--bin <name>` for a binary, else `--lib`.
+pub fn target_flag(crate_name: &str, integration_test: bool, bin_name: Option<&str>) -> String {
+    match (integration_test, bin_name) {
+        (true, _) => format!("--test {crate_name}"),
+        (false, Some(bin)) => format!("--bin {bin}"),
+        (false, None) => "--lib".to_owned(),
+    }
+}
+
+/// `TRACEFORGE_VCR_MODE=<mode> cargo test` for one target, and one test when its path is known.
+pub fn cargo_test_command(mode: &str, package: &str, target: &str, test_path: Option<&str>) -> String {
     match test_path {
         Some(test) => format!("TRACEFORGE_VCR_MODE={mode} cargo test -p {package} {target} -- {test} --exact"),
         None => format!("TRACEFORGE_VCR_MODE={mode} cargo test -p {package} {target}"),
@@ -167,5 +183,74 @@ where
             Ok(_) => output,
             Err(error) => panic!("{error}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(crate_name: &'static str, bin_name: Option<&'static str>, integration_test: bool) -> TestMeta {
+        TestMeta {
+            manifest_dir: "/work/app",
+            module_path: if integration_test { "chat::french" } else { "my_app::chat::french" },
+            test_name: "asks",
+            package: "my-app",
+            crate_name,
+            bin_name,
+            integration_test,
+        }
+    }
+
+    #[test]
+    fn the_rerecord_command_selects_the_tests_own_target() {
+        let command = |meta: TestMeta| meta.rerecord_command();
+        // tests/chat.rs: the module path starts with the test crate, which libtest leaves out.
+        assert_eq!(
+            command(meta("chat", None, true)),
+            "TRACEFORGE_VCR_MODE=record cargo test -p my-app --test chat -- french::asks --exact"
+        );
+        // A unit test in the library, also when the library is named differently from the package.
+        for lib in ["my_app", "core_lib"] {
+            assert_eq!(
+                command(meta(lib, None, false)),
+                "TRACEFORGE_VCR_MODE=record cargo test -p my-app --lib -- chat::french::asks --exact"
+            );
+        }
+        // src/main.rs shares the package's crate name with the library; src/bin/ keeps its dashes.
+        assert_eq!(
+            command(meta("my_app", Some("my-app"), false)),
+            "TRACEFORGE_VCR_MODE=record cargo test -p my-app --bin my-app -- chat::french::asks --exact"
+        );
+        assert_eq!(
+            command(meta("export_tool", Some("export-tool"), false)),
+            "TRACEFORGE_VCR_MODE=record cargo test -p my-app --bin export-tool -- chat::french::asks --exact"
+        );
+    }
+
+    #[test]
+    fn the_test_path_leaves_out_the_crate() {
+        assert_eq!(meta("chat", None, true).test_path(), "french::asks");
+        let at_the_root = TestMeta { module_path: "chat", ..meta("chat", None, true) };
+        assert_eq!(at_the_root.test_path(), "asks");
+    }
+
+    /// What cargo really sets for this library's own unit tests.
+    #[test]
+    fn a_unit_test_of_this_library_is_told_to_use_lib() {
+        let meta = TestMeta {
+            manifest_dir: env!("CARGO_MANIFEST_DIR"),
+            module_path: module_path!(),
+            test_name: "a_unit_test_of_this_library_is_told_to_use_lib",
+            package: env!("CARGO_PKG_NAME"),
+            crate_name: env!("CARGO_CRATE_NAME"),
+            bin_name: option_env!("CARGO_BIN_NAME"),
+            integration_test: option_env!("CARGO_TARGET_TMPDIR").is_some(),
+        };
+        assert_eq!(
+            meta.rerecord_command(),
+            "TRACEFORGE_VCR_MODE=record cargo test -p traceforge --lib -- \
+             __private::tests::a_unit_test_of_this_library_is_told_to_use_lib --exact"
+        );
     }
 }

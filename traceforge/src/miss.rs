@@ -121,11 +121,7 @@ pub fn diff(recorded: &Value, actual: &Value, path: &mut String, out: &mut Vec<D
 
 fn render(value: &Value) -> String {
     match value {
-        Value::String(s) => quote(
-            &truncate_chars(s, WINDOW_BEFORE + WINDOW_AFTER),
-            false,
-            s.chars().count() > WINDOW_BEFORE + WINDOW_AFTER,
-        ),
+        Value::String(s) => quoted_start(s, WINDOW_BEFORE + WINDOW_AFTER),
         other => {
             let text = other.to_string();
             let count = text.chars().count();
@@ -136,6 +132,11 @@ fn render(value: &Value) -> String {
             }
         }
     }
+}
+
+/// `text` as a JSON string, cut after `max` characters with `…` marking the cut.
+pub(crate) fn quoted_start(text: &str, max: usize) -> String {
+    quote(&truncate_chars(text, max), false, text.chars().count() > max)
 }
 
 fn truncate_chars(text: &str, n: usize) -> String {

@@ -4,9 +4,12 @@
 use std::fmt::{self, Write as _};
 use std::path::PathBuf;
 
-use crate::cassette::RecordedRequest;
-use crate::miss::{render_differences, Nearest};
+use serde_json::Value;
+
+use crate::cassette::{Body, RecordedRequest};
+use crate::miss::{quoted_start, render_differences, Nearest};
 use crate::mode::Mode;
+use crate::provider::request::asked;
 
 /// What a recorder did during one test.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,10 +43,26 @@ pub struct Unused {
     pub summary: String,
     /// The interaction's key.
     pub key: String,
+    /// What the request asks, to tell requests to one endpoint apart, e.g.
+    /// `model "gpt-4o-mini", last user message "What is the capital of France?"`; `None` when
+    /// the body names neither.
+    pub excerpt: Option<String>,
     /// How many responses were recorded for it.
     pub recorded: usize,
     /// How many of them this run used.
     pub used: usize,
+}
+
+/// Strings in a request excerpt are cut after this many characters.
+const EXCERPT_CHARS: usize = 60;
+
+/// The excerpt of [`Unused::excerpt`]: the model and what the user wrote last, in a JSON body.
+pub(crate) fn request_excerpt(request: &RecordedRequest) -> Option<String> {
+    let Body::Json { json } = &request.body else { return None };
+    let model = json.get("model").and_then(Value::as_str).map(|m| format!("model {}", quoted_start(m, EXCERPT_CHARS)));
+    let question = asked(json).map(|(label, text)| format!("{label} {}", quoted_start(&text, EXCERPT_CHARS)));
+    let parts: Vec<String> = model.into_iter().chain(question).collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// Why a request found nothing to replay.
@@ -183,6 +202,9 @@ impl fmt::Display for VerificationFailure {
                     unused.used,
                     unused.recorded
                 );
+                if let Some(excerpt) = &unused.excerpt {
+                    let _ = writeln!(out, "    {excerpt}");
+                }
             }
         }
         if !self.upstream_failures.is_empty() {
@@ -198,4 +220,27 @@ impl fmt::Display for VerificationFailure {
 
 fn short(key: &str) -> &str {
     key.get(..12).unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(body: Body) -> RecordedRequest {
+        RecordedRequest::new("POST", "openai", "/chat/completions", body)
+    }
+
+    #[test]
+    fn an_excerpt_names_the_model_and_the_last_user_message_cut_short() {
+        let long = format!("Summarise this: {}", "lorem ipsum ".repeat(20));
+        let json = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": long}]});
+        let excerpt = request_excerpt(&request(Body::Json { json })).unwrap_or_default();
+        assert!(excerpt.starts_with("model \"gpt-4o-mini\", last user message \"Summarise this: lorem"), "{excerpt}");
+        assert!(excerpt.ends_with("\"…") && excerpt.chars().count() < 110, "{excerpt}");
+        let json = json!({"input": "ownership"});
+        assert_eq!(request_excerpt(&request(Body::Json { json })).as_deref(), Some("input \"ownership\""));
+        assert_eq!(request_excerpt(&request(Body::Json { json: json!({"n": 1}) })), None);
+        assert_eq!(request_excerpt(&request(Body::Empty)), None);
+    }
 }

@@ -8,6 +8,7 @@ mod anthropic;
 mod gemini;
 mod ollama;
 mod openai;
+pub(crate) mod request;
 
 use serde_json::{json, Value};
 

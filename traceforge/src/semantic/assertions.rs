@@ -14,6 +14,10 @@ pub struct CallSite {
     pub package: &'static str,
     /// `env!("CARGO_CRATE_NAME")`.
     pub crate_name: &'static str,
+    /// `option_env!("CARGO_BIN_NAME")`.
+    pub bin_name: Option<&'static str>,
+    /// `option_env!("CARGO_TARGET_TMPDIR").is_some()`.
+    pub integration_test: bool,
 }
 
 impl CallSite {
@@ -22,7 +26,8 @@ impl CallSite {
         // libtest names each test's thread after the test's path.
         let current = std::thread::current();
         let test = current.name().filter(|name| *name != "main");
-        let command = crate::__private::cargo_test_command("auto", self.package, self.crate_name, test);
+        let target = crate::__private::target_flag(self.crate_name, self.integration_test, self.bin_name);
+        let command = crate::__private::cargo_test_command("auto", self.package, &target, test);
         Semantic::for_crate(self.manifest_dir).fill_command(&format!("{command}   # with the model provisioned"))
     }
 }
@@ -90,6 +95,8 @@ macro_rules! __semantic_call_site {
             manifest_dir: env!("CARGO_MANIFEST_DIR"),
             package: env!("CARGO_PKG_NAME"),
             crate_name: env!("CARGO_CRATE_NAME"),
+            bin_name: ::core::option_env!("CARGO_BIN_NAME"),
+            integration_test: ::core::option_env!("CARGO_TARGET_TMPDIR").is_some(),
         }
     };
 }

@@ -10,7 +10,7 @@ use crate::matching::{Exhausted, Matcher, Strategy};
 use crate::miss::{self, Nearest};
 use crate::mode::Mode;
 use crate::provider::Answer;
-use crate::verify::{Miss, MissKind, Unused, UpstreamFailure};
+use crate::verify::{request_excerpt, Miss, MissKind, Unused, UpstreamFailure};
 
 /// The answer of a cassette lookup.
 pub(crate) enum Lookup<'a> {
@@ -232,6 +232,7 @@ impl Session {
             .map(|(interaction, played)| Unused {
                 summary: interaction.request.summary(),
                 key: interaction.key.clone(),
+                excerpt: request_excerpt(&interaction.request),
                 recorded: interaction.responses.len(),
                 used: *played,
             })

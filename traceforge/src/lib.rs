@@ -32,6 +32,7 @@ pub mod provider;
 pub mod redact;
 mod server;
 pub mod stream;
+pub mod usage;
 mod verify;
 
 pub use config::{RecordErrors, Upstream};

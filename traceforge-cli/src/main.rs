@@ -36,7 +36,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            if !failure.message.is_empty() {
+            if failure.message.starts_with("traceforge") {
+                eprintln!("{failure}"); // the library's own messages already say who speaks
+            } else if !failure.message.is_empty() {
                 eprintln!("traceforge: {failure}");
             }
             ExitCode::from(failure.exit)

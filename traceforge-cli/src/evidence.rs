@@ -132,3 +132,72 @@ pub(crate) fn target_dir(option: Option<&Path>, directory: &Path) -> PathBuf {
 /// How to make usage records, for messages.
 pub(crate) const HOW_TO_RECORD_USAGE: &str =
     "run the whole test suite in strict mode first (`CI=true cargo test`): each strict run records which interactions it used under <target>/traceforge/usage/";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traceforge::cassette::storage;
+    use traceforge::usage::{InteractionUsage, USAGE_FORMAT_VERSION};
+
+    fn record(cassette: &Path, exe: &Path, built: u64) -> UsageRecord {
+        UsageRecord {
+            format_version: USAGE_FORMAT_VERSION,
+            cassette: cassette.to_owned(),
+            cassette_sha256: storage::digest(b"cassette"),
+            mode: "strict".to_owned(),
+            test: None,
+            test_passed: true,
+            misses: 0,
+            interactions: Vec::<InteractionUsage>::new(),
+            executable: Some(exe.to_owned()),
+            executable_modified_ms: Some(built),
+        }
+    }
+
+    fn touch(path: &Path) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(path, b"cassette").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn records_of_older_builds_and_gone_executables_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = std::fs::canonicalize(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let (cassettes, target) = (root.join("cassettes"), root.join("target"));
+        let test_binary = target.join("debug/deps/chat-0123456789abcdef");
+        let server = target.join("debug/traceforge");
+        let [current, renamed, served, gone, unrecorded] =
+            ["current", "renamed", "served", "gone", "unrecorded"].map(|n| cassettes.join(format!("{n}.json")));
+        for path in [&test_binary, &server, &current, &renamed, &served, &gone, &unrecorded] {
+            touch(path);
+        }
+        let now = modified_ms(&test_binary).unwrap_or_else(|| panic!("no mtime"));
+        let records = [
+            record(&current, &test_binary, now),
+            record(&renamed, &test_binary, now - 1000), // an older build: its test is gone
+            record(&served, &server, now - 1000),       // `serve` rebuilt: unknown, not orphan
+            record(&gone, &root.join("nowhere/deps/old-test"), now),
+        ];
+        for record in &records {
+            record.write(&target).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let index = UsageIndex::read(target, &cassettes).unwrap_or_else(|e| panic!("{e}"));
+        assert!(index.covers_directory);
+        let file = CassetteFile::default();
+        let sha = storage::digest(b"cassette");
+        assert!(matches!(index.evidence(&current, &sha, &file), Evidence::Used(_)));
+        assert!(
+            matches!(index.evidence(&renamed, &sha, &file), Evidence::Orphan(why) if why.contains("removed or renamed"))
+        );
+        assert!(matches!(index.evidence(&served, &sha, &file), Evidence::Stale(why) if why.contains("rebuilt")));
+        assert!(
+            matches!(index.evidence(&gone, &sha, &file), Evidence::Orphan(why) if why.contains("no longer exists"))
+        );
+        assert!(
+            matches!(index.evidence(&unrecorded, &sha, &file), Evidence::Orphan(why) if why.contains("no usage record"))
+        );
+        assert!(matches!(index.evidence(&current, "other", &file), Evidence::Stale(why) if why.contains("changed")));
+    }
+}

@@ -254,3 +254,35 @@ async fn one_format_a_rust_recording_replays_through_serve_and_a_serve_recording
     assert_eq!(std::fs::read(&from_serve).ok(), std::fs::read(&from_rust).ok());
     strict_run(&from_rust, &target, &calls).await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[tokio::test]
+async fn sigterm_lets_a_stream_in_flight_finish_then_saves_it() {
+    let dir = scratch();
+    let (path, target) = (cassette(dir.path(), "in_flight"), dir.path().join("target"));
+    let fake = FakeLlm::start();
+    let served = Served::start(&serve_args("record", &path, &target, Some(&fake.openai_url())));
+    // The fake pauses 150 ms before each event after the first: the stream is still coming
+    // when the signal arrives.
+    let mut response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", served.url("openai")))
+        .header("x-fake-delay-ms", "150")
+        .json(&common::chat(STREAMED_PROMPT, true))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 200);
+    let first = response.chunk().await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_default();
+    assert!(!first.is_empty());
+    let stopping = tokio::task::spawn_blocking(move || served.stop("TERM"));
+    let mut body = String::from_utf8_lossy(&first).into_owned();
+    while let Some(chunk) = response.chunk().await.unwrap_or_else(|e| panic!("the stream broke off at SIGTERM: {e}")) {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(body.trim_end().ends_with("data: [DONE]"), "the stream did not finish:\n{body}");
+    let stopped = stopping.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("SIGTERM") && stopped.stderr.contains("saved"), "{}", stopped.stderr);
+    let file = storage::load(&path).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("not saved"));
+    let answer = traceforge::Answer::from_body(&file.interactions[0].responses[0].body).unwrap_or_default();
+    assert_eq!((answer.text, answer.complete), (answer_for(STREAMED_PROMPT), true));
+}

@@ -134,6 +134,11 @@ pub fn cassette_dir(manifest_dir: &str) -> PathBuf {
     }
 }
 
+/// How the files of the semantic assertions' embedding cache end
+/// (`<cassette dir>/<model>.embeddings.json`): they live beside the cassettes but are not
+/// cassettes, and model names hold characters (such as `-`) that no test name can.
+pub const EMBEDDING_CACHE_SUFFIX: &str = ".embeddings.json";
+
 /// The variable that selects the matching strategy (`content` or `sequence`).
 pub const STRATEGY_ENV: &str = "TRACEFORGE_MATCH_STRATEGY";
 /// The variable that adds ignored JSON paths, comma separated.

@@ -125,9 +125,29 @@ pub enum Error {
         findings: Vec<crate::redact::SecretFinding>,
     },
 
-    /// The loopback server could not be started.
-    #[error("cannot start the traceforge recorder on 127.0.0.1: {source}")]
+    /// The recorder's server could not be started (e.g. the port is taken).
+    #[error("cannot start the traceforge recorder on {address}: {source}")]
     Server {
+        /// The address it tried to listen on.
+        address: std::net::SocketAddr,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+
+    /// The recorder was asked to listen on an address other machines can reach.
+    #[error("refusing to listen on {address}: the recorder answers with recorded responses and forwards to upstreams with the caller's credentials, so it listens on loopback (127.0.0.1 or ::1) unless remote access is allowed explicitly (`RecorderBuilder::allow_remote(true)`, `traceforge serve --allow-remote`)")]
+    RemoteBind {
+        /// The rejected address.
+        address: std::net::SocketAddr,
+    },
+
+    /// A usage record could not be written or read (see [`crate::usage`]).
+    #[error("cannot {action} for the usage record {}: {source}", path.display())]
+    UsageRecord {
+        /// The record file, or the usage directory.
+        path: PathBuf,
+        /// The step that failed.
+        action: &'static str,
         /// The underlying I/O error.
         source: std::io::Error,
     },

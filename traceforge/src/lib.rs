@@ -38,6 +38,7 @@ pub mod redact;
 pub mod semantic;
 mod server;
 pub mod stream;
+pub mod usage;
 mod verify;
 
 pub use config::{RecordErrors, Upstream};

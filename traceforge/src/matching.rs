@@ -139,6 +139,22 @@ impl Matcher {
         KeyRules { ignore_paths, normalisers }
     }
 
+    /// The matcher that computes keys under `rules`, as a cassette records them in `key_rules`:
+    /// for checking stored keys (`storage::verify_keys`) without the test's configuration.
+    pub fn from_key_rules(rules: &KeyRules) -> Result<Matcher, String> {
+        let ignore_paths = rules
+            .ignore_paths
+            .iter()
+            .map(|path| JsonPath::parse(path).map_err(|e| format!("key_rules.ignore_paths: {e}")))
+            .collect::<Result<_, _>>()?;
+        let normalisers = rules
+            .normalisers
+            .iter()
+            .map(|name| name.parse::<Normaliser>().map_err(|e| format!("key_rules.normalisers: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Matcher { ignore_paths, normalisers, ..Matcher::default() })
+    }
+
     /// The request as matching sees it.
     pub fn view(&self, request: &RecordedRequest) -> RecordedRequest {
         let mut view = request.clone();
@@ -229,6 +245,20 @@ mod tests {
         assert_ne!(Matcher::default().key(&blocks), Matcher::default().key(&plain));
         let claude = request(json!({"model": "claude-3-5-sonnet-20241022"}));
         assert_eq!(normalising.key(&claude), normalising.key(&request(json!({"model": "claude-3-5-sonnet"}))));
+    }
+
+    #[test]
+    fn a_matcher_rebuilt_from_key_rules_makes_the_same_keys() {
+        let matcher = Matcher {
+            ignore_paths: vec![JsonPath::parse("$.user").unwrap_or_else(|e| panic!("{e}"))],
+            normalisers: vec![Normaliser::DatedModels],
+            ..Matcher::default()
+        };
+        let rebuilt = Matcher::from_key_rules(&matcher.key_rules()).unwrap_or_else(|e| panic!("{e}"));
+        let request = request(json!({"model": "gpt-4o-2024-08-06", "user": "alice"}));
+        assert_eq!(rebuilt.key(&request), matcher.key(&request));
+        let unknown = KeyRules { normalisers: vec!["fuzzy".into()], ..KeyRules::default() };
+        assert!(Matcher::from_key_rules(&unknown).is_err_and(|e| e.contains("key_rules.normalisers")));
     }
 
     #[test]

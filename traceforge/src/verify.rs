@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::cassette::{Body, RecordedRequest};
 use crate::miss::{quoted_start, render_differences, Nearest};
 use crate::mode::Mode;
-use crate::provider::request::asked;
+use crate::provider::prompt::asked;
 
 /// What a recorder did during one test.
 #[derive(Clone, Debug, PartialEq, Eq)]

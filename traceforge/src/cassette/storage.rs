@@ -22,6 +22,15 @@ pub const MAX_CASSETTE_BYTES: u64 = 100 * 1024 * 1024;
 /// Reads a cassette. `Ok(None)` when the file does not exist; an error for anything else that
 /// stops it being read, with the path and the parse position.
 pub fn load(path: &Path) -> Result<Option<CassetteFile>> {
+    match read_bytes(path)? {
+        Some(bytes) => parse(path, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The bytes of a cassette file, without parsing them: `Ok(None)` when it does not exist, and
+/// [`Error::CassetteTooLarge`] past [`MAX_CASSETTE_BYTES`] (nothing more than that is read).
+pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
     let read_error = |source| Error::CassetteRead { path: path.to_owned(), source };
     let file = match File::open(path) {
         Ok(file) => file,
@@ -35,7 +44,13 @@ pub fn load(path: &Path) -> Result<Option<CassetteFile>> {
     if bytes.len() as u64 > MAX_CASSETTE_BYTES {
         return Err(Error::CassetteTooLarge { path: path.to_owned(), limit: MAX_CASSETTE_BYTES });
     }
-    parse(path, &bytes).map(Some)
+    Ok(Some(bytes))
+}
+
+/// sha256 of a cassette's bytes, lowercase hex: what a usage record remembers of the version
+/// a run loaded (see [`crate::usage`]).
+pub fn digest(bytes: &[u8]) -> String {
+    super::body::sha256_hex(bytes)
 }
 
 /// Parses cassette bytes; `path` is only used in errors.
@@ -168,22 +183,66 @@ pub fn save(
     options: &SaveOptions,
     merge: impl FnOnce(Option<CassetteFile>) -> CassetteFile,
 ) -> Result<CassetteFile> {
-    let write_error =
-        |action: &'static str| move |source: io::Error| Error::CassetteWrite { path: path.to_owned(), action, source };
-    let lock = lock_for_write(path).map_err(|(action, source)| write_error(action)(source))?;
+    let saved = write_locked(path, options, |on_disk| Some(merge(on_disk)))?;
+    Ok(saved.unwrap_or_default())
+}
+
+/// Edits an existing cassette under the same protocol as [`save`] (lock, re-read, secret scan,
+/// atomic rename): `edit` gets the file as it is on disk now. Returns the file as written, or
+/// `Ok(None)` without writing anything when there is no such file.
+pub fn update(
+    path: &Path,
+    options: &SaveOptions,
+    edit: impl FnOnce(CassetteFile) -> CassetteFile,
+) -> Result<Option<CassetteFile>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    write_locked(path, options, |on_disk| on_disk.map(edit))
+}
+
+/// Deletes a cassette under its lock, so that no writer is mid-save. A missing cassette is not
+/// an error. The sidecar lock file stays: a writer may be waiting on it, and a second lock
+/// file would let two writers in at once.
+pub fn remove(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let lock = lock_for_write(path).map_err(|(action, source)| write_error(path, action)(source))?;
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(write_error(path, "delete the cassette")(source)),
+    }
+    drop(lock);
+    Ok(())
+}
+
+fn write_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::CassetteWrite { path: path.to_owned(), action, source }
+}
+
+/// The save protocol: `produce` turns the file on disk (under the lock) into what to write, or
+/// `None` to write nothing.
+fn write_locked(
+    path: &Path,
+    options: &SaveOptions,
+    produce: impl FnOnce(Option<CassetteFile>) -> Option<CassetteFile>,
+) -> Result<Option<CassetteFile>> {
+    let lock = lock_for_write(path).map_err(|(action, source)| write_error(path, action)(source))?;
     let on_disk = load(path)?;
-    let mut merged = merge(on_disk);
+    let Some(mut merged) = produce(on_disk) else { return Ok(None) };
     merged.format_version = FORMAT_VERSION;
     merged.interactions.sort_by(|a, b| a.key.cmp(&b.key));
 
-    let (value, text) = to_pretty_json(&merged).map_err(|e| write_error("serialize")(io::Error::other(e)))?;
+    let (value, text) = to_pretty_json(&merged).map_err(|e| write_error(path, "serialize")(io::Error::other(e)))?;
     let findings = redact::scan(&value, &options.allowed_secret_paths);
     if !findings.is_empty() {
         return Err(Error::SecretDetected { path: path.to_owned(), findings });
     }
     write_atomically(path, text.as_bytes())?;
     drop(lock); // closing the file releases the lock
-    Ok(merged)
+    Ok(Some(merged))
 }
 
 /// A failed file operation: the step that failed and the I/O error, for the caller to name

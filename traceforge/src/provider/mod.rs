@@ -1,18 +1,20 @@
 //! What each provider's wire format needs: the shape of its error bodies (so that SDKs surface a
 //! cassette miss as a normal API error instead of retrying it), and how its answers are read back
 //! for assertions: [`Answer`] assembles the text, tool calls, finish reason and token usage of a
-//! response, whole or streamed, recorded or live. One file per wire format.
+//! response, whole or streamed, recorded or live; [`Prompt`] reads the model and messages of a
+//! request. One file per wire format.
 
 mod answer;
 mod anthropic;
 mod gemini;
 mod ollama;
 mod openai;
-pub(crate) mod request;
+pub(crate) mod prompt;
 
 use serde_json::{json, Value};
 
 pub use answer::{Answer, Assembled, ToolCall, Usage, WireFormat};
+pub use prompt::{Prompt, PromptMessage};
 
 /// The API dialect an upstream speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -22,12 +22,11 @@ pub(crate) const KIND: &str = "traceforge-embedding-cache";
 /// The version of the cache format this build reads and writes.
 pub(crate) const FORMAT_VERSION: u32 = 1;
 
-/// `<cassette dir>/<model>.embeddings.json`. Model names hold characters no test name can
-/// (such as `-`), so the file never collides with a cassette.
+/// `<cassette dir>/<model>.embeddings.json` ([`crate::config::EMBEDDING_CACHE_SUFFIX`]).
 pub(crate) fn file_in(cassette_dir: &Path, model: &str) -> PathBuf {
     let safe: String =
         model.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    cassette_dir.join(format!("{safe}.embeddings.json"))
+    cassette_dir.join(format!("{safe}{}", crate::config::EMBEDDING_CACHE_SUFFIX))
 }
 
 /// The key of a text's embedding under a model.

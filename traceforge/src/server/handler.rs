@@ -25,7 +25,8 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Tells clients and people what happened to a request: `hit`, `recorded`, `passthrough`,
-/// `miss`, `error` (the recorder's own error, e.g. an unreachable upstream) or `health`.
+/// `miss`, `error` (the recorder's own error, e.g. an unreachable upstream), `health` or
+/// `metrics`.
 pub const OUTCOME_HEADER: &str = "x-traceforge";
 
 /// Response headers never stored: they change on every call, describe the connection, or
@@ -85,6 +86,14 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
             "health",
         );
     }
+    if full_path == "/_traceforge/metrics" {
+        let mut response = Response::new(full(Bytes::from(shared.metrics_text())));
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(super::metrics::CONTENT_TYPE));
+        response.headers_mut().insert(OUTCOME_HEADER, HeaderValue::from_static("metrics"));
+        return response;
+    }
     let trimmed = full_path.trim_start_matches('/');
     let (name, rest) = trimmed.split_once('/').map_or((trimmed, ""), |(n, r)| (n, r));
     let Some(upstream) = shared.upstreams.get(&name.to_ascii_lowercase()).cloned() else {
@@ -117,12 +126,32 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
             return error_response(upstream.provider, status, "traceforge_bad_request", &message);
         }
     };
+    // From here the request is whole: `finish` waits for its response to be sent. (A request
+    // whose body never arrives is not waited for.)
+    let in_flight = shared.enter_in_flight();
+    let response = respond(shared, &parts, &upstream, &rest_path, body).await;
+    response.map(|body| {
+        UnsyncBoxBody::new(body.map_frame(move |frame| {
+            let _sending = &in_flight; // dropped with the body, once hyper is done with it
+            frame
+        }))
+    })
+}
 
+/// Answers a whole request: replays it, forwards it (recording it when the mode says so), or
+/// refuses it.
+async fn respond(
+    shared: &Arc<Shared>,
+    parts: &http::request::Parts,
+    upstream: &Upstream,
+    rest_path: &str,
+    body: Bytes,
+) -> Response<ResponseBody> {
     let canonical = canonical_request(
         &RawRequest {
             method: parts.method.as_str(),
             upstream: &upstream.name,
-            path: &rest_path,
+            path: rest_path,
             query: parts.uri.query(),
             headers: &parts.headers,
             body: &body,
@@ -157,7 +186,7 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
         }
     };
     let recording = forward_and_record.then_some((key, canonical));
-    forward(shared, &upstream, &parts, &rest_path, body, recording).await
+    forward(shared, upstream, parts, rest_path, body, recording).await
 }
 
 /// Whether a call beyond the recording must fail even in `auto` (`on_exhausted(Error)`).
@@ -279,9 +308,13 @@ async fn forward(
     // decoded and passed on as identity, without `content-encoding`.
     outgoing.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     let in_flight = shared.enter_in_flight();
+    let started = std::time::Instant::now();
     let sent = client.request(parts.method.clone(), &target).headers(outgoing).body(body).send().await;
     let upstream_response = match sent {
-        Ok(response) => response,
+        Ok(response) => {
+            shared.metrics.observe_upstream(&upstream.name, started.elapsed());
+            response
+        }
         Err(error) => return fail(shared, describe_reqwest_error(&error)),
     };
 

@@ -2,10 +2,11 @@
 //! it never depends on the test's runtime flavour), started per test and finished explicitly.
 
 mod handler;
+mod metrics;
 pub(crate) mod session;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -23,11 +24,15 @@ use crate::error::{Error, Result};
 use crate::matching::{Exhausted, Matcher, Normaliser, Strategy};
 use crate::mode::Mode;
 use crate::redact::Scrubber;
+use crate::usage::{self, UsageRecord, USAGE_FORMAT_VERSION};
 use crate::verify::{Report, VerificationFailure};
 use session::Session;
 
-/// How long `finish` waits for responses still streaming from an upstream.
+/// How long `finish` waits for responses still being sent (or streaming from an upstream).
 const IN_FLIGHT_GRACE: Duration = Duration::from_secs(60);
+/// Once no response is in flight, how long connections get to flush and close before the
+/// server stops; a client stalled mid-request does not hold `finish` longer than this.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Settings that shape matching and recording.
 #[derive(Clone, Debug)]
@@ -51,12 +56,37 @@ pub(crate) struct Shared {
     pub(crate) upstreams: BTreeMap<String, Upstream>,
     pub(crate) settings: Settings,
     pub(crate) base_url: String,
+    pub(crate) metrics: metrics::Metrics,
+    /// The cassette as loaded in `replay` and `strict`, for the usage record.
+    loaded: Option<Loaded>,
+    target_dir: Option<PathBuf>,
     session: Mutex<Session>,
     client: OnceLock<std::result::Result<reqwest::Client, String>>,
     in_flight: watch::Sender<usize>,
 }
 
+/// Which file a `replay` or `strict` run loaded, and which version of it.
+struct Loaded {
+    canonical_path: PathBuf,
+    sha256: String,
+}
+
 impl Shared {
+    /// The counters of `/_traceforge/metrics`.
+    pub(crate) fn metrics_text(&self) -> String {
+        let counts = {
+            let session = self.lock_session();
+            metrics::Counts {
+                hits: session.hits,
+                misses: session.misses.len(),
+                recorded: session.recorded.len(),
+                passed_through: session.passed_through,
+                upstream_failures: session.upstream_failures.len(),
+            }
+        };
+        self.metrics.render(self.mode.as_str(), &counts)
+    }
+
     /// The session, even if a handler panicked while holding it (its data stays consistent:
     /// every update is a single push or increment).
     pub(crate) fn lock_session(&self) -> MutexGuard<'_, Session> {
@@ -77,7 +107,7 @@ impl Shared {
             .map_err(Clone::clone)
     }
 
-    /// Counts a forward in progress until the returned guard is dropped.
+    /// Counts a response (or a forward) in progress until the returned guard is dropped.
     pub(crate) fn enter_in_flight(&self) -> InFlight {
         self.in_flight.send_modify(|n| *n += 1);
         InFlight(self.in_flight.clone())
@@ -123,6 +153,9 @@ pub struct RecorderBuilder {
     stream: crate::stream::StreamOptions,
     test: Option<String>,
     rerecord: Option<String>,
+    bind: SocketAddr,
+    allow_remote: bool,
+    target_dir: Option<PathBuf>,
 }
 
 impl Default for RecorderBuilder {
@@ -141,6 +174,9 @@ impl Default for RecorderBuilder {
             stream: crate::stream::StreamOptions::default(),
             test: None,
             rerecord: None,
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            allow_remote: false,
+            target_dir: None,
         }
     }
 }
@@ -322,6 +358,27 @@ impl RecorderBuilder {
         self
     }
 
+    /// The address to listen on: `127.0.0.1:0` (a free port) by default. An address other
+    /// machines can reach is refused unless [`RecorderBuilder::allow_remote`] says otherwise.
+    pub fn bind(mut self, address: SocketAddr) -> Self {
+        self.bind = address;
+        self
+    }
+
+    /// Allows [`RecorderBuilder::bind`] to a non-loopback address. Anyone who can reach it can
+    /// read the cassette's answers and, in modes that forward, call the upstreams through it.
+    pub fn allow_remote(mut self, allow: bool) -> Self {
+        self.allow_remote = allow;
+        self
+    }
+
+    /// Where the usage record of a `strict` or `replay` run goes: `<dir>/traceforge/usage/`.
+    /// By default the target directory found as [`crate::usage`] describes.
+    pub fn target_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.target_dir = Some(dir.into());
+        self
+    }
+
     /// Resolves the mode and upstreams, loads the cassette and starts the loopback server.
     ///
     /// Fails on an invalid mode or upstream, and on a cassette that exists but cannot be read:
@@ -346,11 +403,30 @@ impl RecorderBuilder {
             header_read_timeout: self.header_read_timeout,
             stream: self.stream,
         };
-        let baseline = if mode == Mode::Off { None } else { storage::load(&cassette_path)? };
+        let (baseline, loaded) = match mode {
+            Mode::Off => (None, None),
+            // The runs a usage record describes: remember which version of the file they read.
+            Mode::Replay | Mode::Strict => match storage::read_bytes(&cassette_path)? {
+                Some(bytes) => {
+                    let file = storage::parse(&cassette_path, &bytes)?;
+                    let loaded = std::fs::canonicalize(&cassette_path)
+                        .ok()
+                        .map(|canonical_path| Loaded { canonical_path, sha256: storage::digest(&bytes) });
+                    (Some(file), loaded)
+                }
+                None => (None, None),
+            },
+            Mode::Record | Mode::Auto => (storage::load(&cassette_path)?, None),
+        };
 
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Server { source })?;
-        listener.set_nonblocking(true).map_err(|source| Error::Server { source })?;
-        let address = listener.local_addr().map_err(|source| Error::Server { source })?;
+        if !self.bind.ip().is_loopback() && !self.allow_remote {
+            return Err(Error::RemoteBind { address: self.bind });
+        }
+        let bind = self.bind;
+        let server_error = |source| Error::Server { address: bind, source };
+        let listener = std::net::TcpListener::bind(bind).map_err(server_error)?;
+        listener.set_nonblocking(true).map_err(server_error)?;
+        let address = listener.local_addr().map_err(server_error)?;
 
         let (in_flight, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -360,6 +436,9 @@ impl RecorderBuilder {
             session: Mutex::new(Session::new(baseline, settings.matcher.clone())),
             settings,
             base_url: format!("http://{address}"),
+            metrics: metrics::Metrics::default(),
+            loaded,
+            target_dir: self.target_dir,
             client: OnceLock::new(),
             in_flight,
         });
@@ -374,7 +453,7 @@ impl RecorderBuilder {
                 }
                 let _ = stopped_signal.send(());
             })
-            .map_err(|source| Error::Server { source })?;
+            .map_err(server_error)?;
 
         let rerecord = self.rerecord.unwrap_or_else(|| {
             format!("TRACEFORGE_VCR_MODE=record cargo test   # then commit {}", shared.cassette_path.display())
@@ -389,11 +468,14 @@ impl RecorderBuilder {
     }
 }
 
+/// Accepts connections until told to stop; then stops accepting, lets the responses in flight
+/// complete (and forwards finish recording), and gives connections a moment to flush and close.
 async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut shutdown: oneshot::Receiver<()>) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // A client that never finishes its headers must not hold a connection forever.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(shared.settings.header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -406,13 +488,18 @@ async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut shutdow
                 let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
                 let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| handler::handle(Arc::clone(&shared), request));
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
                 });
             }
         }
     }
+    drop(listener);
+    let mut in_flight = shared.in_flight.subscribe();
+    let _ = tokio::time::timeout(IN_FLIGHT_GRACE, in_flight.wait_for(|n| *n == 0)).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, graceful.shutdown()).await;
 }
 
 /// How the test body ended, which decides whether the cassette may be written.
@@ -465,6 +552,11 @@ impl Cassette {
                 known: self.shared.upstreams.keys().cloned().collect::<Vec<_>>().join(", "),
             })
         }
+    }
+
+    /// The upstreams this recorder serves, by name, with the base URLs it forwards to.
+    pub fn upstreams(&self) -> Vec<Upstream> {
+        self.shared.upstreams.values().cloned().collect()
     }
 
     /// The recorder's own address, `http://127.0.0.1:<port>`.
@@ -536,11 +628,12 @@ impl Recorder {
 
     /// Stops the server, checks the run against its mode and, if the test passed and the mode
     /// writes, saves the cassette. Returns the report, or the failure to show the test's author.
+    ///
+    /// The server stops accepting connections at once; responses being sent and recordings
+    /// still streaming from an upstream get up to a minute to complete first. In `replay` and
+    /// `strict`, a [usage record](crate::usage) of the run is written under the target directory.
     pub async fn finish_with(mut self, outcome: Outcome) -> Result<Report> {
         let shared = Arc::clone(&self.cassette.shared);
-        // Let responses still streaming from an upstream land in the session first.
-        let mut in_flight = shared.in_flight.subscribe();
-        let _ = tokio::time::timeout(IN_FLIGHT_GRACE, in_flight.wait_for(|n| *n == 0)).await;
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -576,6 +669,23 @@ impl Recorder {
                 unused: if mode == Mode::Strict { unused } else { session.unused() },
                 saved: false,
             };
+            if let Some(loaded) = &shared.loaded {
+                let (executable, executable_modified_ms) = usage::executable_identity();
+                let record = UsageRecord {
+                    format_version: USAGE_FORMAT_VERSION,
+                    cassette: loaded.canonical_path.clone(),
+                    cassette_sha256: loaded.sha256.clone(),
+                    mode: mode.as_str().to_owned(),
+                    test: self.test.clone(),
+                    test_passed: outcome == Outcome::Passed,
+                    misses: report.misses,
+                    interactions: session.usage(),
+                    executable,
+                    executable_modified_ms,
+                };
+                let target_dir = shared.target_dir.clone().unwrap_or_else(usage::target_dir);
+                usage::write_or_warn(&record, &target_dir);
+            }
             (report, failure)
         };
         if !failure.misses.is_empty() || !failure.unused.is_empty() || !failure.upstream_failures.is_empty() {

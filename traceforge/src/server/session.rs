@@ -239,6 +239,20 @@ impl Session {
             .collect()
     }
 
+    /// How much of each recorded interaction this run played, in file order.
+    pub(crate) fn usage(&self) -> Vec<crate::usage::InteractionUsage> {
+        self.interactions()
+            .iter()
+            .zip(&self.played)
+            .map(|(interaction, played)| crate::usage::InteractionUsage {
+                key: interaction.key.clone(),
+                summary: interaction.request.summary(),
+                recorded: interaction.responses.len(),
+                used: *played,
+            })
+            .collect()
+    }
+
     /// This run's recordings, grouped by key, in call order.
     fn recorded_by_key(&self) -> BTreeMap<String, Interaction> {
         let mut grouped: BTreeMap<String, Interaction> = BTreeMap::new();

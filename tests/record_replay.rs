@@ -493,8 +493,14 @@ async fn sdks_surface_a_miss_as_an_api_error_and_do_not_retry_it() {
         other => panic!("expected a verification failure, got {other:?}"),
     }
 
-    // Anthropic's SDKs expect their own error shape.
-    let rec = Recorder::builder().cassette(&path).force_mode(Mode::Strict).start().unwrap_or_else(|e| panic!("{e}"));
+    // Anthropic's SDKs expect their own error shape. The message says how to re-record.
+    let command = "TRACEFORGE_VCR_MODE=record cargo test -p app --test chat -- asks_claude --exact";
+    let rec = Recorder::builder()
+        .cassette(&path)
+        .force_mode(Mode::Strict)
+        .rerecord_command(command)
+        .start()
+        .unwrap_or_else(|e| panic!("{e}"));
     let response = reqwest::Client::new()
         .post(format!("{}/v1/messages", rec.url("anthropic")))
         .json(&json!({"model": "claude", "messages": []}))
@@ -508,5 +514,7 @@ async fn sdks_surface_a_miss_as_an_api_error_and_do_not_retry_it() {
         (body["type"].as_str(), body["error"]["type"].as_str()),
         (Some("error"), Some("traceforge_cassette_miss"))
     );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.ends_with(&format!("re-record with: {command}")), "{message}");
     assert!(rec.finish().await.is_err());
 }

@@ -206,10 +206,11 @@ fn miss_message(shared: &Shared, request: &RecordedRequest, kind: &MissKind) -> 
         MissKind::OutOfSequence { call } => format!("call {call} differs from the request recorded at that position"),
     };
     format!(
-        "traceforge ({} mode): no recording for {} in {}: {why}. The test will fail with a diff; re-record with TRACEFORGE_VCR_MODE=record",
+        "traceforge ({} mode): no recording for {} in {}: {why}. The test will fail with a diff; re-record with: {}",
         shared.mode,
         request.summary(),
-        shared.cassette_path.display()
+        shared.cassette_path.display(),
+        shared.rerecord
     )
 }
 

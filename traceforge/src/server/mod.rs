@@ -51,6 +51,8 @@ pub(crate) struct Settings {
 
 /// What the request handlers share with the test.
 pub(crate) struct Shared {
+    /// The command that re-records this cassette, for failure messages and miss responses.
+    pub(crate) rerecord: String,
     pub(crate) mode: Mode,
     pub(crate) cassette_path: PathBuf,
     pub(crate) upstreams: BTreeMap<String, Upstream>,
@@ -429,7 +431,11 @@ impl RecorderBuilder {
         let address = listener.local_addr().map_err(server_error)?;
 
         let (in_flight, _) = watch::channel(0);
+        let rerecord = self.rerecord.unwrap_or_else(|| {
+            format!("TRACEFORGE_VCR_MODE=record cargo test   # then commit {}", cassette_path.display())
+        });
         let shared = Arc::new(Shared {
+            rerecord,
             mode,
             cassette_path,
             upstreams,
@@ -455,15 +461,11 @@ impl RecorderBuilder {
             })
             .map_err(server_error)?;
 
-        let rerecord = self.rerecord.unwrap_or_else(|| {
-            format!("TRACEFORGE_VCR_MODE=record cargo test   # then commit {}", shared.cassette_path.display())
-        });
         Ok(Recorder {
             cassette: Cassette { shared },
             shutdown: Some(shutdown),
             stopped: Some(stopped),
             test: self.test,
-            rerecord,
         })
     }
 }
@@ -599,7 +601,6 @@ pub struct Recorder {
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<oneshot::Receiver<()>>,
     test: Option<String>,
-    rerecord: String,
 }
 
 impl std::ops::Deref for Recorder {
@@ -656,7 +657,7 @@ impl Recorder {
                 misses,
                 unused: unused.clone(),
                 upstream_failures: session.upstream_failures.clone(),
-                rerecord: self.rerecord.clone(),
+                rerecord: shared.rerecord.clone(),
             };
             let report = Report {
                 cassette: shared.cassette_path.clone(),

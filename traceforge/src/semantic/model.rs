@@ -40,29 +40,26 @@ impl ModelConfig {
     }
 
     fn model_dir(&self) -> Result<PathBuf> {
-        if let Some(dir) = &self.dir {
-            return Ok(dir.clone());
-        }
-        match std::env::var_os(MODEL_DIR_ENV) {
-            Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
-            _ => Err(model_error(format!(
+        explicit_or_env(&self.dir, MODEL_DIR_ENV).ok_or_else(|| {
+            model_error(format!(
                 "no embedding model: set {MODEL_DIR_ENV} to a folder holding {MODEL_FILE} and {} ({PROVISION_HINT})",
                 TOKENIZER_FILES.join(", ")
-            ))),
-        }
+            ))
+        })
     }
 
     fn ort_library(&self) -> Result<PathBuf> {
-        if let Some(path) = &self.ort_library {
-            return Ok(path.clone());
-        }
-        match std::env::var_os(ORT_LIBRARY_ENV) {
-            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
-            _ => Err(model_error(format!(
+        explicit_or_env(&self.ort_library, ORT_LIBRARY_ENV).ok_or_else(|| {
+            model_error(format!(
                 "no ONNX Runtime library: set {ORT_LIBRARY_ENV} to libonnxruntime.so of ONNX Runtime 1.24 or later ({PROVISION_HINT})"
-            ))),
-        }
+            ))
+        })
     }
+}
+
+/// A path set in code, else in the environment variable `env` (when not empty).
+fn explicit_or_env(explicit: &Option<PathBuf>, env: &str) -> Option<PathBuf> {
+    explicit.clone().or_else(|| std::env::var_os(env).filter(|v| !v.is_empty()).map(PathBuf::from))
 }
 
 fn model_error(message: String) -> Error {

@@ -171,3 +171,28 @@ fn a_changed_answer_fails_its_snapshot_and_leaves_the_approved_one() {
     assert!(message.contains("snapshot assertion for 'capital_of_france' failed"), "{message}");
     assert_eq!(std::fs::read_to_string(&snap).unwrap_or_default(), approved, "the approved snapshot changed");
 }
+
+#[traceforge::cassette]
+async fn an_unnamed_snapshot_is_named_after_its_test() {
+    // insta names an unnamed snapshot after the enclosing function: the attribute keeps the
+    // test's name on the body, so this one is tests/snapshots/semantic__<this test>.snap.
+    assert_semantic_snapshot!("Paris is the capital city of France.");
+}
+
+#[traceforge::cassette]
+async fn another_unnamed_snapshot_has_a_file_of_its_own() {
+    assert_semantic_snapshot!("The cat sits on the mat.");
+}
+
+#[traceforge::cassette(mode = "replay")]
+async fn assertions_follow_the_mode_of_their_test(tf: Cassette) {
+    // The attribute's mode (or the environment's, which beats it) reaches the assertions in the
+    // body, so a replay test never loads the model nor writes the embedding cache.
+    let semantic = traceforge::__semantic_call_site!().semantic();
+    assert_eq!(semantic.current_mode().unwrap_or_else(|e| panic!("{e}")), tf.mode());
+    // On another task, the test's mode is not known; the environment decides.
+    let elsewhere = std::thread::spawn(|| traceforge::__semantic_call_site!().semantic().current_mode().ok())
+        .join()
+        .unwrap_or_else(|_| panic!("the thread panicked"));
+    assert_eq!(elsewhere, Mode::resolve(None).ok());
+}

@@ -234,14 +234,12 @@ fn expand(args: TokenStream2, function: ItemFn) -> syn::Result<TokenStream2> {
         None => quote!(::core::option::Option::None),
     };
     let multi_thread = options.flavor.as_ref().is_some_and(|f| f.value() == "multi_thread");
-    let call_body = if takes_cassette {
-        quote!(|cassette| __traceforge_body(cassette))
-    } else {
-        quote!(|_cassette| __traceforge_body())
-    };
+    let call_body = if takes_cassette { quote!(|cassette| #name(cassette)) } else { quote!(|_cassette| #name()) };
     let setup = quote! {
+        // The body keeps the test's name, so what names things after the enclosing function
+        // (insta's unnamed snapshots, panics, profilers) sees the test, not a helper.
         #[allow(clippy::unused_async)]
-        async fn __traceforge_body(#parameters) #output #block
+        async fn #name(#parameters) #output #block
         let meta = #crate_path::__private::TestMeta {
             manifest_dir: ::core::env!("CARGO_MANIFEST_DIR"),
             module_path: ::core::module_path!(),

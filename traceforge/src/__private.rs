@@ -164,7 +164,8 @@ where
     Fut::Output: TestResult,
 {
     let recorder = start(&meta, &options);
-    let result = AssertUnwindSafe(body(recorder.cassette())).catch_unwind().await;
+    let mode = recorder.mode();
+    let result = crate::mode::in_test(mode, AssertUnwindSafe(body(recorder.cassette())).catch_unwind()).await;
     match result {
         Err(panic) => {
             // The test already fails; say what the recorder saw, since it often explains why.

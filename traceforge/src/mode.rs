@@ -100,6 +100,23 @@ impl fmt::Display for Mode {
     }
 }
 
+tokio::task_local! {
+    /// The mode of the `#[traceforge::cassette]` test whose body is running, so that what the
+    /// body calls (the semantic assertions) follows the test's mode, attribute included.
+    static TEST_MODE: Mode;
+}
+
+/// Runs `body` as the body of a test in `mode`.
+pub(crate) async fn in_test<F: std::future::Future>(mode: Mode, body: F) -> F::Output {
+    TEST_MODE.scope(mode, body).await
+}
+
+/// The mode of the test whose body is running on this task, if any.
+#[cfg(feature = "semantic")]
+pub(crate) fn of_running_test() -> Option<Mode> {
+    TEST_MODE.try_with(|mode| *mode).ok()
+}
+
 /// Whether we run on CI: `CI` is set to anything but empty, `0` or `false` (as insta decides).
 pub fn is_ci() -> bool {
     match std::env::var("CI") {

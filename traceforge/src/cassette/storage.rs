@@ -123,8 +123,7 @@ fn validate(path: &Path, file: &CassetteFile) -> Result<()> {
 
 /// Checks that each stored key is the key of its stored request under `matcher` (the rules
 /// the cassette is used with): a mismatch is a hand edit, or rules changed since recording.
-/// Kept out of [`load`] so loading stays fast. Tests call it; so will the planned
-/// `traceforge check` command, which does not exist yet.
+/// Kept out of [`load`] so loading stays fast; `traceforge check` and tests call it.
 pub fn verify_keys(path: &Path, file: &CassetteFile, matcher: &crate::matching::Matcher) -> Result<()> {
     for (index, interaction) in file.interactions.iter().enumerate() {
         let expected = matcher.key(&interaction.request);

@@ -5,8 +5,6 @@
 //! saved meanwhile and replace the file atomically.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -14,7 +12,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::cassette::storage::{self, MAX_CASSETTE_BYTES};
+use crate::cassette::storage;
 use crate::error::{Error, Result};
 
 /// The `kind` field that tells an embedding cache from a cassette.
@@ -101,8 +99,11 @@ impl Cache {
             storage::replace_file(&self.path, render(&self.model, &merged)?.as_bytes()).map_err(write_error)?;
             drop(lock);
         }
+        // What is on disk wins: another process may have saved a text first, and this run must
+        // score with the vector that later strict runs will read.
         let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (text, vector) in new.into_iter().chain(merged) {
+        entries.extend(merged);
+        for (text, vector) in new {
             entries.entry(text).or_insert(vector);
         }
         Ok(())
@@ -134,16 +135,16 @@ struct RawEntry {
 /// Reads and checks a cache file; `Ok(None)` when there is none.
 fn read(path: &Path, model: &str) -> Result<Option<CacheFile>> {
     let invalid = |message: String| Error::EmbeddingCache { path: path.to_owned(), message };
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(invalid(format!("cannot read it: {e}"))),
+    // The cassette reader's size-capped read: the same limit, the same refusal to read past it.
+    let bytes = match storage::read_bytes(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
+        Err(Error::CassetteRead { source, .. }) => return Err(invalid(format!("cannot read it: {source}"))),
+        Err(Error::CassetteTooLarge { limit, .. }) => {
+            return Err(invalid(format!("it is over {limit} bytes, the most traceforge reads")))
+        }
+        Err(other) => return Err(other),
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_CASSETTE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| invalid(format!("cannot read it: {e}")))?;
-    if bytes.len() as u64 > MAX_CASSETTE_BYTES {
-        return Err(invalid(format!("it is over {MAX_CASSETTE_BYTES} bytes, the most traceforge reads")));
-    }
     let raw: RawFile = serde_json::from_slice(&bytes)
         .map_err(|e| invalid(format!("it is corrupt at line {}, column {}: {e}", e.line(), e.column())))?;
     if raw.kind != KIND {

@@ -157,8 +157,11 @@ impl Semantic {
         model::load(&self.model)
     }
 
-    fn resolved_mode(&self) -> Result<Mode> {
-        match self.mode {
+    /// The mode in use: the one set here, else the mode of the `#[traceforge::cassette]` test
+    /// whose body calls this (on the body's own task), else `TRACEFORGE_VCR_MODE`, else `strict`
+    /// on CI and `auto` elsewhere.
+    pub fn current_mode(&self) -> Result<Mode> {
+        match self.mode.or_else(crate::mode::of_running_test) {
             Some(mode) => Ok(mode),
             None => Mode::resolve(None),
         }
@@ -174,7 +177,7 @@ impl Semantic {
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
-            let mode = self.resolved_mode()?;
+            let mode = self.current_mode()?;
             if !mode.forwards_misses() {
                 return Err(Error::EmbeddingNotCached {
                     texts: missing.iter().map(|t| (*t).to_owned()).collect(),

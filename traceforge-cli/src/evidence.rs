@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use traceforge::cassette::CassetteFile;
 use traceforge::usage::{self, UsageRecord};
@@ -100,7 +99,7 @@ impl UsageIndex {
     /// without this cassette means its test is gone.
     fn rebuilt_since(&self, record: &UsageRecord) -> Option<Evidence<'_>> {
         let (Some(exe), Some(built)) = (&record.executable, record.executable_modified_ms) else { return None };
-        let Some(current) = modified_ms(exe) else {
+        let Some(current) = usage::modified_ms(exe) else {
             return Some(Evidence::Orphan(format!("the executable that used it, {}, no longer exists", exe.display())));
         };
         if current == built {
@@ -117,11 +116,6 @@ impl UsageIndex {
             Evidence::Stale(format!("{} was rebuilt since its last strict run", exe.display()))
         })
     }
-}
-
-fn modified_ms(path: &Path) -> Option<u64> {
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
-    Some(modified.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
 }
 
 /// The target directory for `directory`: the option, else the library's rule for readers.
@@ -146,6 +140,7 @@ mod tests {
             cassette_sha256: storage::digest(b"cassette"),
             mode: "strict".to_owned(),
             test: None,
+            libtest_name: false,
             test_passed: true,
             misses: 0,
             interactions: Vec::<InteractionUsage>::new(),
@@ -173,7 +168,7 @@ mod tests {
         for path in [&test_binary, &server, &current, &renamed, &served, &gone, &unrecorded] {
             touch(path);
         }
-        let now = modified_ms(&test_binary).unwrap_or_else(|| panic!("no mtime"));
+        let now = usage::modified_ms(&test_binary).unwrap_or_else(|| panic!("no mtime"));
         let records = [
             record(&current, &test_binary, now),
             record(&renamed, &test_binary, now - 1000), // an older build: its test is gone

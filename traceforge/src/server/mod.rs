@@ -678,6 +678,7 @@ impl Recorder {
                     cassette_sha256: loaded.sha256.clone(),
                     mode: mode.as_str().to_owned(),
                     test: self.test.clone(),
+                    libtest_name: usage::on_test_thread(self.test.as_deref()),
                     test_passed: outcome == Outcome::Passed,
                     misses: report.misses,
                     interactions: session.usage(),

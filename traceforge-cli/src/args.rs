@@ -30,9 +30,10 @@ pub(crate) enum Command {
     /// Exit status: 0 when no problem was found (warnings allowed), 1 when problems were found,
     /// 2 when the check could not run (no such directory, unreadable configuration).
     Check(CheckArgs),
-    /// Remove the interactions the last strict run did not use, and orphan cassettes.
+    /// Remove the interactions the last strict run did not use (and, if asked, orphan cassettes).
     ///
-    /// A dry run unless --write is given. Never prunes without a usage record.
+    /// A dry run unless --write is given. Never prunes without a usage record, and deletes a
+    /// cassette only with --delete-orphans and proof that no test uses it.
     Prune(PruneArgs),
     /// Run the recorder/replayer as a standalone HTTP server, for tests in any language.
     ///
@@ -87,7 +88,8 @@ pub(crate) enum CheckFormat {
 #[derive(Debug, Args)]
 pub(crate) struct UsageArgs {
     /// The target directory whose usage records to read (`<DIR>/traceforge/usage/`). Default:
-    /// CARGO_TARGET_DIR, else `target/` at the root of the workspace around the cassettes.
+    /// CARGO_TARGET_DIR, else `target/` at the root of the workspace (or git repository) around
+    /// the cassettes.
     #[arg(long, value_name = "DIR")]
     pub(crate) target_dir: Option<PathBuf>,
 }
@@ -117,6 +119,11 @@ pub(crate) struct PruneArgs {
     /// would change.
     #[arg(long)]
     pub(crate) write: bool,
+    /// Also delete cassettes proven unused: whose test is gone from its rebuilt test binary, or
+    /// whose passing strict run used none of their interactions. A cassette without a usage
+    /// record is never deleted (examples, ignored tests and filtered runs leave none).
+    #[arg(long)]
+    pub(crate) delete_orphans: bool,
     #[command(flatten)]
     pub(crate) usage: UsageArgs,
 }

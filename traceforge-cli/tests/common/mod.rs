@@ -90,14 +90,18 @@ pub async fn record(cassette: &Path, upstream: &str, calls: &[(&str, bool)]) {
     assert!(report.saved, "{} was not saved", cassette.display());
 }
 
-/// A strict run over `cassette` making `calls`, with its usage record in `target_dir`.
+/// A strict run over `cassette` making `calls`, with its usage record in `target_dir`. It is
+/// named after the running test, as `#[traceforge::cassette]` names it (libtest's name).
 pub async fn strict_run(cassette: &Path, target_dir: &Path, calls: &[(&str, bool)]) -> traceforge::Result<Report> {
-    let recorder = Recorder::builder()
+    let mut builder = Recorder::builder()
         .cassette(cassette)
         .upstream("openai", "http://127.0.0.1:9/v1")
         .force_mode(Mode::Strict)
-        .target_dir(target_dir)
-        .start()?;
+        .target_dir(target_dir);
+    if let Some(test) = std::thread::current().name() {
+        builder = builder.test_name(test);
+    }
+    let recorder = builder.start()?;
     for (prompt, stream) in calls {
         post_chat(&recorder.url("openai"), prompt, *stream).await;
     }

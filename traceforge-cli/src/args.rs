@@ -39,7 +39,9 @@ pub(crate) enum Command {
     ///
     /// Prints one `NAME: URL` line per upstream, then `listening on URL`. Stops on SIGINT or
     /// SIGTERM: stops accepting, lets responses in flight complete, saves (in modes that write)
-    /// and exits 0; in strict mode a miss or an unused recording exits 1 with the report on stderr.
+    /// and exits 0; in strict mode a miss or an unused recording exits 1 with the report on stderr,
+    /// and so does a failed upstream call (after saving the other recordings). A second SIGINT
+    /// quits without saving; a SIGTERM while finishing is ignored.
     Serve(ServeArgs),
 }
 
@@ -162,13 +164,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_parser = parse_strategy)]
     pub(crate) strategy: Option<Strategy>,
     /// Where the usage record of a strict or replay run goes (`<DIR>/traceforge/usage/`).
+    /// Default: where `traceforge check` looks for the cassette's directory (CARGO_TARGET_DIR,
+    /// else `target/` at the root of the workspace, or git repository, around it).
     #[arg(long, value_name = "DIR")]
     pub(crate) target_dir: Option<PathBuf>,
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
-    text.parse::<Mode>()
-        .map_err(|_| format!("unknown mode `{text}`: expected one of off, record, replay, auto, strict"))
+    text.parse::<Mode>().map_err(|_| {
+        let names: Vec<&str> = Mode::ALL.iter().map(|mode| mode.as_str()).collect();
+        format!("unknown mode `{text}`: expected one of {}", names.join(", "))
+    })
 }
 
 fn parse_strategy(text: &str) -> Result<Strategy, String> {

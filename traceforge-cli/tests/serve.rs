@@ -286,3 +286,88 @@ async fn sigterm_lets_a_stream_in_flight_finish_then_saves_it() {
     let answer = traceforge::Answer::from_body(&file.interactions[0].responses[0].body).unwrap_or_default();
     assert_eq!((answer.text, answer.complete), (answer_for(STREAMED_PROMPT), true));
 }
+
+#[tokio::test]
+async fn without_target_dir_serve_writes_its_usage_record_where_check_reads_it() {
+    let fake = FakeLlm::start();
+    // A Python project in a git repository (no Cargo project around it), its cassettes nested.
+    let repo = scratch();
+    std::fs::create_dir_all(repo.path().join(".git")).unwrap_or_else(|e| panic!("{e}"));
+    let nested = cassette(&repo.path().join("cassettes/python"), "suite");
+    // And a bare folder with the cassette at its top.
+    let bare = scratch();
+    let top = cassette(bare.path(), "suite");
+    for (path, checked_dir) in [(&nested, repo.path().join("cassettes")), (&top, bare.path().to_path_buf())] {
+        record(path, &fake.openai_url(), &[(PROMPT, false)]).await;
+        let served =
+            Served::start(&["--mode".to_owned(), "strict".to_owned(), "--cassette".to_owned(), path_arg(path)]);
+        assert_eq!(post_chat(&served.url("openai"), PROMPT, false).await.0, 200);
+        let stopped = served.stop("TERM");
+        assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+
+        let checked = run(&["check", &path_arg(&checked_dir), "--format", "json"]);
+        assert_eq!(checked.code, Some(0), "{checked:?}");
+        let document: Value = serde_json::from_str(&checked.stdout).unwrap_or_default();
+        assert_eq!(document["usage_checked"], true, "check did not find serve's record: {}", checked.stdout);
+        // The target directory serve made is no cassette directory: only the cassette is checked.
+        assert_eq!(document["summary"]["cassettes"], 1, "{}", checked.stdout);
+        assert_eq!(document["cassettes"][0]["status"], "ok", "{}", checked.stdout);
+    }
+}
+
+#[tokio::test]
+async fn one_refused_upstream_call_keeps_the_rest_of_a_serve_session_and_exits_1() {
+    let dir = scratch();
+    let (path, target) = (cassette(dir.path(), "session"), dir.path().join("target"));
+    let fake = FakeLlm::start();
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut args = serve_args("record", &path, &target, Some(&fake.openai_url()));
+    args.extend(["--upstream".to_owned(), format!("refused=http://127.0.0.1:{refused}/v1")]);
+    let served = Served::start(&args);
+    assert_eq!(post_chat(&served.url("openai"), PROMPT, false).await.0, 200);
+    assert_eq!(post_chat(&served.url("refused"), PROMPT, false).await.0, 502);
+    let stopped = served.stop("TERM");
+    assert_eq!(stopped.code, Some(1), "an upstream failure must fail the session: {}", stopped.stderr);
+    assert!(stopped.stderr.contains("1 upstream call(s) failed"), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains(&format!("saved {} with the calls that succeeded", path.display())),
+        "{}",
+        stopped.stderr
+    );
+    let file = storage::load(&path).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("nothing saved"));
+    assert_eq!(file.interactions.len(), 1);
+    assert_eq!(file.interactions[0].request.upstream, "openai");
+}
+
+#[tokio::test]
+async fn ctrl_c_then_a_test_runners_sigterm_still_saves() {
+    let dir = scratch();
+    let (path, target) = (cassette(dir.path(), "interrupted"), dir.path().join("target"));
+    let fake = FakeLlm::start();
+    let served = Served::start(&serve_args("record", &path, &target, Some(&fake.openai_url())));
+    // A stream still coming keeps serve finishing while both signals arrive.
+    let mut response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", served.url("openai")))
+        .header("x-fake-delay-ms", "150")
+        .json(&common::chat(STREAMED_PROMPT, true))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 200);
+    let first = response.chunk().await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_default();
+    assert!(!first.is_empty());
+    // Ctrl-C reaches the whole process group; then pytest's fixture calls `terminate()`.
+    let stopping = tokio::task::spawn_blocking(move || served.stop_with(&["INT", "TERM"]));
+    while let Some(chunk) = response.chunk().await.unwrap_or_else(|e| panic!("the stream broke off: {e}")) {
+        assert!(!chunk.is_empty());
+    }
+    let stopped = stopping.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("SIGTERM while finishing: ignored"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("saved"), "{}", stopped.stderr);
+    let file = storage::load(&path).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("not saved"));
+    assert_eq!(file.interactions.len(), 1);
+}

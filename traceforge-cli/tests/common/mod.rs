@@ -175,10 +175,18 @@ impl Served {
     }
 
     /// Sends `signal` (`TERM`, `INT`) and waits for the exit.
-    pub fn stop(mut self, signal: &str) -> Run {
+    pub fn stop(self, signal: &str) -> Run {
+        self.stop_with(&[signal])
+    }
+
+    /// Sends `signals` one after the other, and waits for the exit.
+    pub fn stop_with(mut self, signals: &[&str]) -> Run {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+        for signal in signals {
+            let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+            assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+        }
+        let signal = signals.join(" then ");
         let deadline = Instant::now() + PATIENCE;
         let status = loop {
             match self.child.try_wait() {

@@ -11,7 +11,7 @@ use std::process::Command;
 use common::fake_llm::{answer_for, FakeLlm};
 use common::{cassette, get, metric, path_arg, post_chat, record, run, scratch, strict_run, Served};
 use serde_json::Value;
-use traceforge::cassette::{storage, Body};
+use traceforge::cassette::{storage, Body, CassetteFile};
 use traceforge::{redact, Mode, Recorder};
 
 const API_KEY: &str = "sk-proj-pythonsdkkeyabcdefghijklmnopqrstuvwxyz0123";
@@ -255,14 +255,14 @@ async fn one_format_a_rust_recording_replays_through_serve_and_a_serve_recording
     strict_run(&from_rust, &target, &calls).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
-#[tokio::test]
-async fn sigterm_lets_a_stream_in_flight_finish_then_saves_it() {
-    let dir = scratch();
-    let (path, target) = (cassette(dir.path(), "in_flight"), dir.path().join("target"));
+/// Records a slow stream through `serve` in record mode and sends `signals` while it is still
+/// coming (the fake pauses 150 ms before each event after the first, so serve is still
+/// finishing when they arrive). Returns how serve exited, the body the client read, and the
+/// cassette as saved.
+async fn signal_during_a_stream(dir: &Path, signals: &'static [&'static str]) -> (common::Run, String, CassetteFile) {
+    let (path, target) = (cassette(dir, "in_flight"), dir.join("target"));
     let fake = FakeLlm::start();
     let served = Served::start(&serve_args("record", &path, &target, Some(&fake.openai_url())));
-    // The fake pauses 150 ms before each event after the first: the stream is still coming
-    // when the signal arrives.
     let mut response = reqwest::Client::new()
         .post(format!("{}/chat/completions", served.url("openai")))
         .header("x-fake-delay-ms", "150")
@@ -273,18 +273,42 @@ async fn sigterm_lets_a_stream_in_flight_finish_then_saves_it() {
     assert_eq!(response.status().as_u16(), 200);
     let first = response.chunk().await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_default();
     assert!(!first.is_empty());
-    let stopping = tokio::task::spawn_blocking(move || served.stop("TERM"));
+    let stopping = tokio::task::spawn_blocking(move || served.stop_with(signals));
     let mut body = String::from_utf8_lossy(&first).into_owned();
-    while let Some(chunk) = response.chunk().await.unwrap_or_else(|e| panic!("the stream broke off at SIGTERM: {e}")) {
+    while let Some(chunk) =
+        response.chunk().await.unwrap_or_else(|e| panic!("the stream broke off at {signals:?}: {e}"))
+    {
         body.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(body.trim_end().ends_with("data: [DONE]"), "the stream did not finish:\n{body}");
     let stopped = stopping.await.unwrap_or_else(|e| panic!("{e}"));
+    let file = storage::load(&path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("not saved after {signals:?}: {}", stopped.stderr));
+    (stopped, body, file)
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_stream_in_flight_finish_then_saves_it() {
+    let dir = scratch();
+    let (stopped, body, file) = signal_during_a_stream(dir.path(), &["TERM"]).await;
+    assert!(body.trim_end().ends_with("data: [DONE]"), "the stream did not finish:\n{body}");
     assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
     assert!(stopped.stderr.contains("SIGTERM") && stopped.stderr.contains("saved"), "{}", stopped.stderr);
-    let file = storage::load(&path).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("not saved"));
     let answer = traceforge::Answer::from_body(&file.interactions[0].responses[0].body).unwrap_or_default();
     assert_eq!((answer.text, answer.complete), (answer_for(STREAMED_PROMPT), true));
+}
+
+#[tokio::test]
+async fn ctrl_c_then_a_test_runners_sigterm_still_saves() {
+    let dir = scratch();
+    // Ctrl-C reaches the whole process group; then pytest's fixture calls `terminate()`.
+    let (stopped, body, file) = signal_during_a_stream(dir.path(), &["INT", "TERM"]).await;
+    assert!(body.trim_end().ends_with("data: [DONE]"), "the stream did not finish:\n{body}");
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("SIGINT: no new connections"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("SIGTERM while finishing: ignored"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("saved"), "{}", stopped.stderr);
+    assert_eq!(file.interactions.len(), 1);
 }
 
 #[tokio::test]
@@ -340,34 +364,4 @@ async fn one_refused_upstream_call_keeps_the_rest_of_a_serve_session_and_exits_1
     let file = storage::load(&path).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("nothing saved"));
     assert_eq!(file.interactions.len(), 1);
     assert_eq!(file.interactions[0].request.upstream, "openai");
-}
-
-#[tokio::test]
-async fn ctrl_c_then_a_test_runners_sigterm_still_saves() {
-    let dir = scratch();
-    let (path, target) = (cassette(dir.path(), "interrupted"), dir.path().join("target"));
-    let fake = FakeLlm::start();
-    let served = Served::start(&serve_args("record", &path, &target, Some(&fake.openai_url())));
-    // A stream still coming keeps serve finishing while both signals arrive.
-    let mut response = reqwest::Client::new()
-        .post(format!("{}/chat/completions", served.url("openai")))
-        .header("x-fake-delay-ms", "150")
-        .json(&common::chat(STREAMED_PROMPT, true))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(response.status().as_u16(), 200);
-    let first = response.chunk().await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_default();
-    assert!(!first.is_empty());
-    // Ctrl-C reaches the whole process group; then pytest's fixture calls `terminate()`.
-    let stopping = tokio::task::spawn_blocking(move || served.stop_with(&["INT", "TERM"]));
-    while let Some(chunk) = response.chunk().await.unwrap_or_else(|e| panic!("the stream broke off: {e}")) {
-        assert!(!chunk.is_empty());
-    }
-    let stopped = stopping.await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
-    assert!(stopped.stderr.contains("SIGTERM while finishing: ignored"), "{}", stopped.stderr);
-    assert!(stopped.stderr.contains("saved"), "{}", stopped.stderr);
-    let file = storage::load(&path).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("not saved"));
-    assert_eq!(file.interactions.len(), 1);
 }

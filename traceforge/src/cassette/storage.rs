@@ -194,10 +194,7 @@ pub fn update(
     options: &SaveOptions,
     edit: impl FnOnce(CassetteFile) -> CassetteFile,
 ) -> Result<Option<CassetteFile>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    write_locked(path, options, None, |on_disk| on_disk.map(edit))
+    update_locked(path, None, options, edit)
 }
 
 /// [`update`], only if the bytes on disk (read under the lock) still hash to `expected_sha256`
@@ -209,10 +206,19 @@ pub fn update_if_unchanged(
     options: &SaveOptions,
     edit: impl FnOnce(CassetteFile) -> CassetteFile,
 ) -> Result<Option<CassetteFile>> {
+    update_locked(path, Some(expected_sha256), options, edit)
+}
+
+fn update_locked(
+    path: &Path,
+    expected_sha256: Option<&str>,
+    options: &SaveOptions,
+    edit: impl FnOnce(CassetteFile) -> CassetteFile,
+) -> Result<Option<CassetteFile>> {
     if !path.exists() {
         return Ok(None);
     }
-    write_locked(path, options, Some(expected_sha256), |on_disk| on_disk.map(edit))
+    write_locked(path, options, expected_sha256, |on_disk| on_disk.map(edit))
 }
 
 /// Deletes a cassette under its lock, so that no writer is mid-save. A missing cassette is not

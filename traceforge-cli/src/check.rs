@@ -186,11 +186,17 @@ fn check_one(loaded: &Loaded, allowed: &[String], usage: &UsageIndex) -> Cassett
         ),
         Evidence::Used(record) => {
             let test = record.test.as_deref().map(|t| format!(" (`{t}`)")).unwrap_or_default();
+            // As prune decides: a cassette the run used none of is deleted, only on request.
+            let fix = if record.interactions.iter().all(|i| i.used == 0) {
+                "`traceforge prune --write --delete-orphans` deletes the cassette, of which the run used nothing"
+            } else {
+                "`traceforge prune --write` removes what was not played"
+            };
             for unused in record.unused() {
                 report.problem(
                     "unused",
                     format!(
-                        "{} (key {}) was not used by the last strict run{test}: {} of {} recorded response(s) played; `traceforge prune --write` removes what was not played",
+                        "{} (key {}) was not used by the last strict run{test}: {} of {} recorded response(s) played; {fix}",
                         unused.summary,
                         unused.key.get(..12).unwrap_or(&unused.key),
                         unused.used,

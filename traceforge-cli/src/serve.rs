@@ -34,9 +34,10 @@ async fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let first = signals.next().await;
     let writes = recorder.mode().writes();
     eprintln!(
-        "traceforge serve: {}: no new connections; finishing the responses in flight, then {} (Ctrl-C again to quit at once{})",
+        "traceforge serve: {}: no new connections; finishing the responses in flight, then {} ({} to quit at once{})",
         first.name(),
         if writes { "saving" } else { "checking the run" },
+        if first == Signal::Interrupt { "Ctrl-C again" } else { "Ctrl-C twice" },
         if writes { ", without saving" } else { "" }
     );
     // Ctrl-C signals the whole process group, so a test runner's own SIGTERM to this server
@@ -207,6 +208,8 @@ impl Signals {
         #[cfg(unix)]
         {
             tokio::select! {
+                // Both pending (Ctrl-C, then a runner's SIGTERM): the user's comes first.
+                biased;
                 _ = self.interrupt.recv() => Signal::Interrupt,
                 _ = self.terminate.recv() => Signal::Terminate,
             }

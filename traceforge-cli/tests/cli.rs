@@ -350,6 +350,10 @@ async fn only_a_test_gone_from_its_rebuilt_binary_is_an_orphan_and_only_delete_o
         // Named after this test, on its thread: the record carries libtest's name for it.
         strict_run(path, &target, &[(CAPITAL, false)]).await.unwrap_or_else(|e| panic!("{e}"));
     }
+    // A cassette whose (passing) strict run made none of its calls.
+    let unplayed = cassette(&cassettes, "unplayed");
+    record(&unplayed, &fake.openai_url(), &[(COUNT, false)]).await;
+    assert!(strict_run(&unplayed, &target, &[]).await.is_err_and(|e| e.to_string().contains("were not used")));
     let this_binary = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
     let mut record = usage_record(&target, &kept);
     assert!(record.libtest_name, "a strict run on a test's thread records libtest's name: {record:?}");
@@ -384,12 +388,25 @@ async fn only_a_test_gone_from_its_rebuilt_binary_is_an_orphan_and_only_delete_o
         "{}",
         checked.stdout
     );
-    assert!(checked.stdout.contains("1 problem(s) in 1 cassette(s)"), "{}", checked.stdout);
+    assert!(
+        checked.stdout.contains("FAIL unplayed.json")
+            && checked.stdout.contains("`traceforge prune --write --delete-orphans` deletes the cassette"),
+        "{}",
+        checked.stdout
+    );
+    assert!(checked.stdout.contains("2 problem(s) in 2 cassette(s)"), "{}", checked.stdout);
 
     let without_flag = run(&["prune", &dir_arg, "--target-dir", &target_arg, "--write"]);
     assert_eq!(without_flag.code, Some(0), "{without_flag:?}");
     assert!(without_flag.stdout.contains("skip gone.json: left alone, an orphan"), "{}", without_flag.stdout);
-    assert!(gone.exists(), "--write alone deleted a cassette");
+    assert!(
+        without_flag
+            .stdout
+            .contains("skip unplayed.json: left alone, the last strict run used none of its interactions"),
+        "{}",
+        without_flag.stdout
+    );
+    assert!(gone.exists() && unplayed.exists(), "--write alone deleted a cassette");
 
     let dry = run(&["prune", &dir_arg, "--target-dir", &target_arg, "--delete-orphans"]);
     assert!(dry.stdout.contains("would delete gone.json: orphan"), "{}", dry.stdout);
@@ -397,6 +414,7 @@ async fn only_a_test_gone_from_its_rebuilt_binary_is_an_orphan_and_only_delete_o
     let deleted = run(&["prune", &dir_arg, "--target-dir", &target_arg, "--write", "--delete-orphans"]);
     assert_eq!(deleted.code, Some(0), "{deleted:?}");
     assert!(!gone.exists(), "the proven orphan is still there");
+    assert!(!unplayed.exists(), "the cassette its strict run did not use is still there");
     assert!(kept.exists() && skipped.exists(), "{}", deleted.stdout);
     assert_eq!(run(&["check", &dir_arg, "--target-dir", &target_arg]).code, Some(0));
 }

@@ -95,6 +95,40 @@ async fn a_refused_connection_is_a_502_and_a_clear_test_failure() {
 }
 
 #[tokio::test]
+async fn one_failed_upstream_call_discards_a_tests_recordings_unless_asked_to_save_the_rest() {
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = MockServer::start().await;
+    mock_status(&server, 200, None).await;
+    for save_anyway in [false, true] {
+        let dir = scratch();
+        let cassette = cassette_in(&dir, "mixed");
+        let rec = start(
+            builder(&cassette, &format!("{}/v1", server.uri()))
+                .upstream("refused", &format!("http://127.0.0.1:{refused}/v1"))
+                .save_despite_upstream_failures(save_anyway),
+        );
+        assert_eq!(post(&rec.url("openai")).await.map(|r| r.0), Ok(200));
+        assert_eq!(post(&rec.url("refused")).await.map(|r| r.0), Ok(502));
+        let failure = match rec.finish().await {
+            Err(Error::Verification(failure)) => failure,
+            other => panic!("an upstream failure must fail the run (save_anyway {save_anyway}): {other:?}"),
+        };
+        assert_eq!((failure.upstream_failures.len(), failure.saved), (1, save_anyway), "{failure}");
+        let saved = storage::load(&cassette).unwrap_or_else(|e| panic!("{e}"));
+        if save_anyway {
+            assert_eq!(saved.map(|f| f.interactions.len()), Some(1), "the good call was not saved");
+            assert!(failure.to_string().contains("The calls that succeeded were saved"), "{failure}");
+        } else {
+            assert!(saved.is_none(), "a test whose upstream failed saved its cassette");
+            assert!(!failure.to_string().contains("were saved"), "{failure}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_connection_reset_mid_body_is_reported_and_not_recorded() {
     let dir = scratch();
     let cassette = cassette_in(&dir, "reset");

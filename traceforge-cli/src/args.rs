@@ -30,15 +30,18 @@ pub(crate) enum Command {
     /// Exit status: 0 when no problem was found (warnings allowed), 1 when problems were found,
     /// 2 when the check could not run (no such directory, unreadable configuration).
     Check(CheckArgs),
-    /// Remove the interactions the last strict run did not use, and orphan cassettes.
+    /// Remove the interactions the last strict run did not use (and, if asked, orphan cassettes).
     ///
-    /// A dry run unless --write is given. Never prunes without a usage record.
+    /// A dry run unless --write is given. Never prunes without a usage record, and deletes a
+    /// cassette only with --delete-orphans and proof that no test uses it.
     Prune(PruneArgs),
     /// Run the recorder/replayer as a standalone HTTP server, for tests in any language.
     ///
     /// Prints one `NAME: URL` line per upstream, then `listening on URL`. Stops on SIGINT or
     /// SIGTERM: stops accepting, lets responses in flight complete, saves (in modes that write)
-    /// and exits 0; in strict mode a miss or an unused recording exits 1 with the report on stderr.
+    /// and exits 0; in strict mode a miss or an unused recording exits 1 with the report on stderr,
+    /// and so does a failed upstream call (after saving the other recordings). A second SIGINT
+    /// quits without saving; a SIGTERM while finishing is ignored.
     Serve(ServeArgs),
 }
 
@@ -87,7 +90,8 @@ pub(crate) enum CheckFormat {
 #[derive(Debug, Args)]
 pub(crate) struct UsageArgs {
     /// The target directory whose usage records to read (`<DIR>/traceforge/usage/`). Default:
-    /// CARGO_TARGET_DIR, else `target/` at the root of the workspace around the cassettes.
+    /// CARGO_TARGET_DIR, else `target/` at the root of the workspace (or git repository) around
+    /// the cassettes.
     #[arg(long, value_name = "DIR")]
     pub(crate) target_dir: Option<PathBuf>,
 }
@@ -117,6 +121,11 @@ pub(crate) struct PruneArgs {
     /// would change.
     #[arg(long)]
     pub(crate) write: bool,
+    /// Also delete cassettes proven unused: whose test is gone from its rebuilt test binary, or
+    /// whose passing strict run used none of their interactions. A cassette without a usage
+    /// record is never deleted (examples, ignored tests and filtered runs leave none).
+    #[arg(long)]
+    pub(crate) delete_orphans: bool,
     #[command(flatten)]
     pub(crate) usage: UsageArgs,
 }
@@ -155,13 +164,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_parser = parse_strategy)]
     pub(crate) strategy: Option<Strategy>,
     /// Where the usage record of a strict or replay run goes (`<DIR>/traceforge/usage/`).
+    /// Default: where `traceforge check` looks for the cassette's directory (CARGO_TARGET_DIR,
+    /// else `target/` at the root of the workspace, or git repository, around it).
     #[arg(long, value_name = "DIR")]
     pub(crate) target_dir: Option<PathBuf>,
 }
 
 fn parse_mode(text: &str) -> Result<Mode, String> {
-    text.parse::<Mode>()
-        .map_err(|_| format!("unknown mode `{text}`: expected one of off, record, replay, auto, strict"))
+    text.parse::<Mode>().map_err(|_| {
+        let names: Vec<&str> = Mode::ALL.iter().map(|mode| mode.as_str()).collect();
+        format!("unknown mode `{text}`: expected one of {}", names.join(", "))
+    })
 }
 
 fn parse_strategy(text: &str) -> Result<Strategy, String> {

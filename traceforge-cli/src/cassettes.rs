@@ -32,8 +32,9 @@ impl Loaded {
 }
 
 /// Every `*.json` under `dir` (recursively, skipping hidden entries such as lock and temp
-/// files, `target/`, and the semantic assertions' `*.embeddings.json` caches, which are not
-/// cassettes), sorted; or `dir` itself when it is a file.
+/// files, target directories (cargo's, or one holding usage records), and the semantic
+/// assertions' `*.embeddings.json` caches, which are not cassettes), sorted; or `dir` itself
+/// when it is a file. A plain folder named `target` (a test module's) is searched.
 pub(crate) fn discover(dir: &Path) -> Result<Vec<(PathBuf, String)>, Failure> {
     let metadata = std::fs::metadata(dir).map_err(|error| {
         Failure::usage(format!(
@@ -59,7 +60,7 @@ pub(crate) fn discover(dir: &Path) -> Result<Vec<(PathBuf, String)>, Failure> {
             // `file_type` does not follow symbolic links, so a link cannot make this loop forever.
             let file_type = entry.file_type().map_err(|e| Failure::io(&path, "read", &e))?;
             if file_type.is_dir() {
-                if name != "target" {
+                if !traceforge::usage::is_target_dir(&path) {
                     pending.push(path);
                 }
             } else if name.ends_with(".json")

@@ -13,12 +13,12 @@ use crate::cassettes::{self, Loaded};
 use crate::evidence::{self, Evidence, UsageIndex, HOW_TO_RECORD_USAGE};
 use crate::failure::Failure;
 use crate::report;
-use crate::style::Style;
+use crate::style::{Progress, Style};
 
 /// One thing found about a cassette.
 pub(crate) struct Finding {
     /// A stable name: `io`, `format`, `integrity`, `secret`, `orphan`, `unused` for problems;
-    /// `not_canonical`, `stale_usage`, `test_failed` for warnings.
+    /// `not_canonical`, `no_usage`, `stale_usage`, `test_failed`, `misses` for warnings.
     pub(crate) kind: &'static str,
     pub(crate) message: String,
 }
@@ -73,7 +73,7 @@ impl CheckReport {
 }
 
 pub(crate) fn run(args: &CheckArgs, style: Style) -> Result<(), Failure> {
-    let loaded = cassettes::load_all(&args.dir, "checking")?;
+    let loaded = cassettes::load_all(&args.dir, "reading")?;
     let allowed = allowed_secret_paths(args.config.as_deref(), &args.dir)?;
     let directory = std::fs::canonicalize(&args.dir).map_err(|e| Failure::io(&args.dir, "read", &e))?;
     let target_dir = evidence::target_dir(args.usage.target_dir.as_deref(), &directory);
@@ -93,7 +93,18 @@ pub(crate) fn run(args: &CheckArgs, style: Style) -> Result<(), Failure> {
             .iter()
             .map(|(path, why)| format!("usage record {} was ignored: {why}", path.display()))
             .collect(),
-        cassettes: loaded.iter().map(|l| check_one(l, &allowed, &usage)).collect(),
+        cassettes: {
+            // Key verification, the rewrite comparison and the secret scan are the slow part.
+            let mut progress = Progress::new("checking", loaded.len());
+            loaded
+                .iter()
+                .enumerate()
+                .map(|(index, cassette)| {
+                    progress.step(index, &cassette.name);
+                    check_one(cassette, &allowed, &usage)
+                })
+                .collect()
+        },
     };
     match args.format {
         CheckFormat::Text => report::print_text(&report, style),
@@ -146,11 +157,13 @@ fn check_one(loaded: &Loaded, allowed: &[String], usage: &UsageIndex) -> Cassett
     let sha256 = storage::digest(loaded.bytes.as_deref().unwrap_or_default());
     match usage.evidence(&loaded.canonical_path(), &sha256, file) {
         Evidence::NoRecords => {}
+        Evidence::NoUsage(why) => report.warning(
+            "no_usage",
+            format!("{why}. That does not prove it unused: if no test or example uses it, delete it by hand"),
+        ),
         Evidence::Orphan(why) => report.problem(
             "orphan",
-            format!(
-                "{why}; `traceforge prune --write` deletes it (or delete it by hand, or run its test in strict mode)"
-            ),
+            format!("{why}; `traceforge prune --write --delete-orphans` deletes it (or delete it by hand)"),
         ),
         Evidence::Stale(why) => report.warning(
             "stale_usage",
@@ -163,13 +176,27 @@ fn check_one(loaded: &Loaded, allowed: &[String], usage: &UsageIndex) -> Cassett
                 record.test.as_deref().map(|t| format!(" `{t}`")).unwrap_or_default()
             ),
         ),
+        Evidence::Missed(record) => report.warning(
+            "misses",
+            format!(
+                "its last strict run{} passed with {} request(s) that had no recording (its code swallowed the miss), so unused interactions are unknown: they may be what those requests should match; fix the test or re-record the cassette",
+                record.test.as_deref().map(|t| format!(" (`{t}`)")).unwrap_or_default(),
+                record.misses
+            ),
+        ),
         Evidence::Used(record) => {
             let test = record.test.as_deref().map(|t| format!(" (`{t}`)")).unwrap_or_default();
+            // As prune decides: a cassette the run used none of is deleted, only on request.
+            let fix = if record.interactions.iter().all(|i| i.used == 0) {
+                "`traceforge prune --write --delete-orphans` deletes the cassette, of which the run used nothing"
+            } else {
+                "`traceforge prune --write` removes what was not played"
+            };
             for unused in record.unused() {
                 report.problem(
                     "unused",
                     format!(
-                        "{} (key {}) was not used by the last strict run{test}: {} of {} recorded response(s) played; `traceforge prune --write` removes what was not played",
+                        "{} (key {}) was not used by the last strict run{test}: {} of {} recorded response(s) played; {fix}",
                         unused.summary,
                         unused.key.get(..12).unwrap_or(&unused.key),
                         unused.used,

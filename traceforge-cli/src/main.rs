@@ -10,6 +10,7 @@ mod list;
 mod prune;
 mod report;
 mod serve;
+mod shell;
 mod show;
 mod style;
 

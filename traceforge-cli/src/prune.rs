@@ -1,6 +1,7 @@
-//! `traceforge prune`: deletes orphan cassettes and removes the interactions (or the extra
-//! responses) the last strict run did not play. A dry run unless `--write`; changes go through
-//! the library's locked, atomic save; nothing happens without a usage record.
+//! `traceforge prune`: removes the interactions (or the extra responses) that a passing,
+//! miss-free strict run did not play, and, only with `--delete-orphans`, deletes cassettes
+//! proven unused. A dry run unless `--write`; changes go through the library's locked, atomic
+//! save, and only to the bytes the plan was made from; nothing happens without a usage record.
 
 use traceforge::cassette::storage::{self, SaveOptions};
 use traceforge::cassette::CassetteFile;
@@ -10,10 +11,15 @@ use crate::args::PruneArgs;
 use crate::cassettes::{self, Loaded};
 use crate::evidence::{self, Evidence, UsageIndex, HOW_TO_RECORD_USAGE};
 use crate::failure::Failure;
-use crate::style::Style;
+use crate::style::{Progress, Style};
 
-/// What to do with one cassette.
-enum Action {
+/// What to do with one cassette whose bytes hash to `sha256`.
+struct Action {
+    sha256: String,
+    change: Change,
+}
+
+enum Change {
     /// Delete the file, for this reason.
     Delete(String),
     /// Remove what these interactions did not play (all of an interaction with `used == 0`).
@@ -21,7 +27,7 @@ enum Action {
 }
 
 pub(crate) fn run(args: &PruneArgs, style: Style) -> Result<(), Failure> {
-    let loaded = cassettes::load_all(&args.dir, "planning")?;
+    let loaded = cassettes::load_all(&args.dir, "reading")?;
     let directory = std::fs::canonicalize(&args.dir).map_err(|e| Failure::io(&args.dir, "read", &e))?;
     let target_dir = evidence::target_dir(args.usage.target_dir.as_deref(), &directory);
     let usage = UsageIndex::read(target_dir.clone(), &directory)?;
@@ -36,7 +42,7 @@ pub(crate) fn run(args: &PruneArgs, style: Style) -> Result<(), Failure> {
 
     let mut plan = Vec::new();
     for cassette in &loaded {
-        match plan_one(cassette, &usage) {
+        match plan_one(cassette, &usage, args.delete_orphans) {
             Ok(Some(action)) => plan.push((cassette, action)),
             Ok(None) => {}
             Err(why) => println!("{} {}: {why}", style.yellow("skip"), cassette.name),
@@ -44,9 +50,9 @@ pub(crate) fn run(args: &PruneArgs, style: Style) -> Result<(), Failure> {
     }
     let verb = |now: &'static str, later: &'static str| if args.write { now } else { later };
     for (cassette, action) in &plan {
-        match action {
-            Action::Delete(why) => println!("{} {}: {why}", style.red(verb("deleted", "would delete")), cassette.name),
-            Action::Trim(_, unused) => {
+        match &action.change {
+            Change::Delete(why) => println!("{} {}: {why}", style.red(verb("deleted", "would delete")), cassette.name),
+            Change::Trim(_, unused) => {
                 println!("{} {}:", style.yellow(verb("pruned", "would prune")), cassette.name);
                 for interaction in unused {
                     let key = interaction.key.get(..12).unwrap_or(&interaction.key);
@@ -66,8 +72,9 @@ pub(crate) fn run(args: &PruneArgs, style: Style) -> Result<(), Failure> {
         if plan.is_empty() {
             println!("nothing to prune");
         } else {
+            let flags = if args.delete_orphans { " --delete-orphans" } else { "" };
             println!(
-                "dry run: nothing changed. Run `traceforge prune --write {}` to apply these {} change(s)",
+                "dry run: nothing changed. Run `traceforge prune --write{flags} {}` to apply these {} change(s)",
                 args.dir.display(),
                 plan.len()
             );
@@ -76,11 +83,14 @@ pub(crate) fn run(args: &PruneArgs, style: Style) -> Result<(), Failure> {
     }
 
     let mut failures = Vec::new();
-    for (cassette, action) in &plan {
+    let mut progress = Progress::new("applying", plan.len());
+    for (index, (cassette, action)) in plan.iter().enumerate() {
+        progress.step(index, &cassette.name);
         if let Err(error) = apply(cassette, action, &options, &usage) {
             failures.push(format!("{}: {error}", cassette.name));
         }
     }
+    drop(progress);
     // Records of cassettes that are gone (removed tests, temp directories) only take up room.
     for record in &usage.dangling {
         let _ = std::fs::remove_file(record);
@@ -94,40 +104,58 @@ pub(crate) fn run(args: &PruneArgs, style: Style) -> Result<(), Failure> {
 }
 
 /// What to do with a cassette, `None` for nothing, or why it is left alone.
-fn plan_one(cassette: &Loaded, usage: &UsageIndex) -> Result<Option<Action>, String> {
+fn plan_one(cassette: &Loaded, usage: &UsageIndex, delete_orphans: bool) -> Result<Option<Action>, String> {
     let file = cassette
         .file
         .as_ref()
         .map_err(|error| format!("left alone, it does not load ({error}); fix or delete it by hand"))?;
     let sha256 = storage::digest(cassette.bytes.as_deref().unwrap_or_default());
+    let delete = |why: String, unless: &str| {
+        if delete_orphans {
+            Ok(Some(Action { sha256: sha256.clone(), change: Change::Delete(why) }))
+        } else {
+            Err(format!("left alone, {unless}; `--delete-orphans` deletes it"))
+        }
+    };
     match usage.evidence(&cassette.canonical_path(), &sha256, file) {
         Evidence::NoRecords => Ok(None),
-        Evidence::Orphan(why) => Ok(Some(Action::Delete(format!("orphan: {why}")))),
+        Evidence::NoUsage(why) => {
+            Err(format!("left alone, {why}; nothing proves that no test uses it: if none does, delete it by hand"))
+        }
+        Evidence::Orphan(why) => delete(format!("orphan: {why}"), &format!("an orphan: {why}")),
         Evidence::Stale(why) => Err(format!("left alone, {why}; run the suite in strict mode again to prune it")),
         Evidence::TestFailed(_) => Err("left alone, its test failed in the last strict run".to_owned()),
+        Evidence::Missed(record) => Err(format!(
+            "left alone, its last strict run had {} request(s) without a recording: its unused interactions may be what they should match",
+            record.misses
+        )),
         Evidence::Used(record) => {
             let unused: Vec<InteractionUsage> = record.unused().cloned().collect();
             if unused.is_empty() {
                 Ok(None)
             } else if record.interactions.iter().all(|i| i.used == 0) {
-                Ok(Some(Action::Delete("the last strict run used none of its interactions".to_owned())))
+                let why = "the last strict run used none of its interactions";
+                delete(why.to_owned(), why)
             } else {
-                Ok(Some(Action::Trim(record.clone(), unused)))
+                Ok(Some(Action { sha256, change: Change::Trim(record.clone(), unused) }))
             }
         }
     }
 }
 
+/// Applies `action` to the cassette only if it still holds the bytes the plan was made from.
 fn apply(
     cassette: &Loaded,
     action: &Action,
     options: &SaveOptions,
     usage: &UsageIndex,
 ) -> Result<(), traceforge::Error> {
-    match action {
-        Action::Delete(_) => storage::remove(&cassette.path),
-        Action::Trim(record, unused) => {
-            let Some(written) = storage::update(&cassette.path, options, |file| trim(file, unused))? else {
+    match &action.change {
+        Change::Delete(_) => storage::remove_if_unchanged(&cassette.path, &action.sha256),
+        Change::Trim(record, unused) => {
+            let Some(written) =
+                storage::update_if_unchanged(&cassette.path, &action.sha256, options, |file| trim(file, unused))?
+            else {
                 return Ok(()); // deleted meanwhile: nothing left to prune
             };
             // What remains is exactly what the run used: say so, so `check` stays quiet.

@@ -11,7 +11,7 @@ use std::process::Command;
 use common::fake_llm::{answer_for, FakeLlm};
 use common::{cassette, get, metric, path_arg, post_chat, record, run, scratch, strict_run, Served};
 use serde_json::Value;
-use traceforge::cassette::{storage, Body};
+use traceforge::cassette::{storage, Body, CassetteFile};
 use traceforge::{redact, Mode, Recorder};
 
 const API_KEY: &str = "sk-proj-pythonsdkkeyabcdefghijklmnopqrstuvwxyz0123";
@@ -255,14 +255,14 @@ async fn one_format_a_rust_recording_replays_through_serve_and_a_serve_recording
     strict_run(&from_rust, &target, &calls).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
-#[tokio::test]
-async fn sigterm_lets_a_stream_in_flight_finish_then_saves_it() {
-    let dir = scratch();
-    let (path, target) = (cassette(dir.path(), "in_flight"), dir.path().join("target"));
+/// Records a slow stream through `serve` in record mode and sends `signals` while it is still
+/// coming (the fake pauses 150 ms before each event after the first, so serve is still
+/// finishing when they arrive). Returns how serve exited, the body the client read, and the
+/// cassette as saved.
+async fn signal_during_a_stream(dir: &Path, signals: &'static [&'static str]) -> (common::Run, String, CassetteFile) {
+    let (path, target) = (cassette(dir, "in_flight"), dir.join("target"));
     let fake = FakeLlm::start();
     let served = Served::start(&serve_args("record", &path, &target, Some(&fake.openai_url())));
-    // The fake pauses 150 ms before each event after the first: the stream is still coming
-    // when the signal arrives.
     let mut response = reqwest::Client::new()
         .post(format!("{}/chat/completions", served.url("openai")))
         .header("x-fake-delay-ms", "150")
@@ -273,16 +273,95 @@ async fn sigterm_lets_a_stream_in_flight_finish_then_saves_it() {
     assert_eq!(response.status().as_u16(), 200);
     let first = response.chunk().await.unwrap_or_else(|e| panic!("{e}")).unwrap_or_default();
     assert!(!first.is_empty());
-    let stopping = tokio::task::spawn_blocking(move || served.stop("TERM"));
+    let stopping = tokio::task::spawn_blocking(move || served.stop_with(signals));
     let mut body = String::from_utf8_lossy(&first).into_owned();
-    while let Some(chunk) = response.chunk().await.unwrap_or_else(|e| panic!("the stream broke off at SIGTERM: {e}")) {
+    while let Some(chunk) =
+        response.chunk().await.unwrap_or_else(|e| panic!("the stream broke off at {signals:?}: {e}"))
+    {
         body.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(body.trim_end().ends_with("data: [DONE]"), "the stream did not finish:\n{body}");
     let stopped = stopping.await.unwrap_or_else(|e| panic!("{e}"));
+    let file = storage::load(&path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("not saved after {signals:?}: {}", stopped.stderr));
+    (stopped, body, file)
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_stream_in_flight_finish_then_saves_it() {
+    let dir = scratch();
+    let (stopped, body, file) = signal_during_a_stream(dir.path(), &["TERM"]).await;
+    assert!(body.trim_end().ends_with("data: [DONE]"), "the stream did not finish:\n{body}");
     assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
     assert!(stopped.stderr.contains("SIGTERM") && stopped.stderr.contains("saved"), "{}", stopped.stderr);
-    let file = storage::load(&path).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("not saved"));
     let answer = traceforge::Answer::from_body(&file.interactions[0].responses[0].body).unwrap_or_default();
     assert_eq!((answer.text, answer.complete), (answer_for(STREAMED_PROMPT), true));
+}
+
+#[tokio::test]
+async fn ctrl_c_then_a_test_runners_sigterm_still_saves() {
+    let dir = scratch();
+    // Ctrl-C reaches the whole process group; then pytest's fixture calls `terminate()`.
+    let (stopped, body, file) = signal_during_a_stream(dir.path(), &["INT", "TERM"]).await;
+    assert!(body.trim_end().ends_with("data: [DONE]"), "the stream did not finish:\n{body}");
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("SIGINT: no new connections"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("SIGTERM while finishing: ignored"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("saved"), "{}", stopped.stderr);
+    assert_eq!(file.interactions.len(), 1);
+}
+
+#[tokio::test]
+async fn without_target_dir_serve_writes_its_usage_record_where_check_reads_it() {
+    let fake = FakeLlm::start();
+    // A Python project in a git repository (no Cargo project around it), its cassettes nested.
+    let repo = scratch();
+    std::fs::create_dir_all(repo.path().join(".git")).unwrap_or_else(|e| panic!("{e}"));
+    let nested = cassette(&repo.path().join("cassettes/python"), "suite");
+    // And a bare folder with the cassette at its top.
+    let bare = scratch();
+    let top = cassette(bare.path(), "suite");
+    for (path, checked_dir) in [(&nested, repo.path().join("cassettes")), (&top, bare.path().to_path_buf())] {
+        record(path, &fake.openai_url(), &[(PROMPT, false)]).await;
+        let served =
+            Served::start(&["--mode".to_owned(), "strict".to_owned(), "--cassette".to_owned(), path_arg(path)]);
+        assert_eq!(post_chat(&served.url("openai"), PROMPT, false).await.0, 200);
+        let stopped = served.stop("TERM");
+        assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+
+        let checked = run(&["check", &path_arg(&checked_dir), "--format", "json"]);
+        assert_eq!(checked.code, Some(0), "{checked:?}");
+        let document: Value = serde_json::from_str(&checked.stdout).unwrap_or_default();
+        assert_eq!(document["usage_checked"], true, "check did not find serve's record: {}", checked.stdout);
+        // The target directory serve made is no cassette directory: only the cassette is checked.
+        assert_eq!(document["summary"]["cassettes"], 1, "{}", checked.stdout);
+        assert_eq!(document["cassettes"][0]["status"], "ok", "{}", checked.stdout);
+    }
+}
+
+#[tokio::test]
+async fn one_refused_upstream_call_keeps_the_rest_of_a_serve_session_and_exits_1() {
+    let dir = scratch();
+    let (path, target) = (cassette(dir.path(), "session"), dir.path().join("target"));
+    let fake = FakeLlm::start();
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut args = serve_args("record", &path, &target, Some(&fake.openai_url()));
+    args.extend(["--upstream".to_owned(), format!("refused=http://127.0.0.1:{refused}/v1")]);
+    let served = Served::start(&args);
+    assert_eq!(post_chat(&served.url("openai"), PROMPT, false).await.0, 200);
+    assert_eq!(post_chat(&served.url("refused"), PROMPT, false).await.0, 502);
+    let stopped = served.stop("TERM");
+    assert_eq!(stopped.code, Some(1), "an upstream failure must fail the session: {}", stopped.stderr);
+    assert!(stopped.stderr.contains("1 upstream call(s) failed"), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains(&format!("saved {} with the calls that succeeded", path.display())),
+        "{}",
+        stopped.stderr
+    );
+    let file = storage::load(&path).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("nothing saved"));
+    assert_eq!(file.interactions.len(), 1);
+    assert_eq!(file.interactions[0].request.upstream, "openai");
 }

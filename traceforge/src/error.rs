@@ -116,6 +116,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A conditional edit found the cassette changed since the caller read it (re-recorded or
+    /// edited meanwhile); nothing was changed.
+    #[error("cassette {} changed since it was read (re-recorded or edited meanwhile), so it was left as it is: {action} only applies to the version it was planned for", path.display())]
+    CassetteChanged {
+        /// The cassette file.
+        path: PathBuf,
+        /// What was not done, e.g. `the edit`, `the deletion`.
+        action: &'static str,
+    },
+
     /// The secret scan found token-shaped strings; nothing was written.
     #[error("{}", crate::redact::describe_findings(path, "cassette", findings))]
     SecretDetected {

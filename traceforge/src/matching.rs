@@ -83,6 +83,16 @@ impl KeyRules {
     }
 }
 
+impl Strategy {
+    /// The name used in `traceforge.toml`, `TRACEFORGE_MATCH_STRATEGY` and the attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Content => "content",
+            Strategy::Sequence => "sequence",
+        }
+    }
+}
+
 impl Normaliser {
     /// The name used in `traceforge.toml` and in cassettes.
     pub fn as_str(self) -> &'static str {
@@ -267,5 +277,8 @@ mod tests {
         assert_eq!("repeat_last".parse::<Exhausted>(), Ok(Exhausted::RepeatLast));
         let error = "fuzzy".parse::<Strategy>().err().unwrap_or_default();
         assert!(error.contains("content, sequence"), "{error}");
+        for strategy in [Strategy::Content, Strategy::Sequence] {
+            assert_eq!(strategy.as_str().parse::<Strategy>(), Ok(strategy));
+        }
     }
 }

@@ -11,7 +11,9 @@
 //! the target directory above the running executable (a test binary lives in
 //! `<target>/<profile>/deps/`, and cargo marks the target directory with `.rustc_info.json`);
 //! `CARGO_TARGET_DIR`; and `target/` at the root of the workspace around the working directory
-//! (the nearest directory with a `Cargo.lock`).
+//! (the nearest directory with a `Cargo.lock`; outside a Cargo project, the git repository).
+//! A target directory the writer has to create is marked with `CACHEDIR.TAG`, as cargo marks
+//! its own, so that tools walking the cassettes skip it.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,11 @@ pub struct UsageRecord {
     /// The test, when known (`module::name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<String>,
+    /// Whether `test` is the name libtest lists the test under (`<binary> --list`): the run
+    /// finished on a thread of that name, as libtest names each test's thread. Only then can
+    /// a later listing of the rebuilt binary prove the test gone.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub libtest_name: bool,
     /// Whether the test body passed. A body that failed may have stopped before making all of
     /// its calls, so its unused interactions say nothing.
     pub test_passed: bool,
@@ -95,6 +102,11 @@ impl UsageRecord {
             let path = path.clone();
             move |source: io::Error| Error::UsageRecord { path, action, source }
         };
+        if !target_dir.exists() {
+            std::fs::create_dir_all(target_dir).map_err(failed("create the target directory"))?;
+            // Best effort: the mark only helps tools skip the directory.
+            let _ = std::fs::write(target_dir.join("CACHEDIR.TAG"), CACHEDIR_TAG);
+        }
         let dir = usage_dir(target_dir);
         std::fs::create_dir_all(&dir).map_err(failed("create the usage directory"))?;
         let mut text = serde_json::to_string_pretty(self).map_err(|e| failed("serialize")(io::Error::other(e)))?;
@@ -106,6 +118,13 @@ impl UsageRecord {
         Ok(path)
     }
 }
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// The standard cache-directory tag (<https://bford.info/cachedir/>), as cargo writes it.
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by traceforge.\n# For information about cache directory tags see https://bford.info/cachedir/\n";
 
 /// `<target>/traceforge/usage`: where the records live.
 pub fn usage_dir(target_dir: &Path) -> PathBuf {
@@ -165,9 +184,9 @@ pub fn target_dir_for(path: &Path) -> PathBuf {
     env_target_dir().unwrap_or_else(|| workspace_target(path))
 }
 
-/// Whether cargo made `dir` its target directory: it always writes `.rustc_info.json` there,
-/// and `CACHEDIR.TAG` when it created the directory itself.
-fn is_target_dir(dir: &Path) -> bool {
+/// Whether `dir` is a target directory: cargo always writes `.rustc_info.json` there, and
+/// `CACHEDIR.TAG` when it created the directory itself (as [`UsageRecord::write`] does).
+pub fn is_target_dir(dir: &Path) -> bool {
     dir.join(".rustc_info.json").is_file() || dir.join("CACHEDIR.TAG").is_file()
 }
 
@@ -178,13 +197,16 @@ fn env_target_dir() -> Option<PathBuf> {
 }
 
 /// `<workspace>/target`, the workspace being the nearest directory above `start` with a
-/// `Cargo.lock`, else the topmost one with a `Cargo.toml`, else `start` itself.
+/// `Cargo.lock`, else the topmost one with a `Cargo.toml`, else the git repository around
+/// `start` (so that every cassette directory of a project outside Cargo, and `serve`'s
+/// cassettes in it, share one), else `start` itself.
 fn workspace_target(start: &Path) -> PathBuf {
     let start = std::path::absolute(start).unwrap_or_else(|_| start.to_path_buf());
     let root = start
         .ancestors()
         .find(|dir| dir.join("Cargo.lock").is_file())
         .or_else(|| start.ancestors().filter(|dir| dir.join("Cargo.toml").is_file()).last())
+        .or_else(|| start.ancestors().find(|dir| dir.join(".git").exists()))
         .unwrap_or(&start);
     root.join("target")
 }
@@ -192,12 +214,21 @@ fn workspace_target(start: &Path) -> PathBuf {
 /// The running executable and its modification time, for [`UsageRecord::executable`].
 pub fn executable_identity() -> (Option<PathBuf>, Option<u64>) {
     let Ok(exe) = std::env::current_exe() else { return (None, None) };
-    let modified = std::fs::metadata(&exe)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
-        .map(|since| since.as_millis() as u64);
+    let modified = modified_ms(&exe);
     (Some(exe), modified)
+}
+
+/// A file's modification time in milliseconds since the Unix epoch, as
+/// [`UsageRecord::executable_modified_ms`] holds it; `None` when it cannot be read.
+pub fn modified_ms(path: &Path) -> Option<u64> {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    Some(modified.duration_since(UNIX_EPOCH).ok()?.as_millis() as u64)
+}
+
+/// Whether the current thread bears the name `test`: libtest runs each test on a thread named
+/// after it, so this tells a test's libtest name from a free-form [`crate::RecorderBuilder::test_name`].
+pub fn on_test_thread(test: Option<&str>) -> bool {
+    test.is_some_and(|test| std::thread::current().name() == Some(test))
 }
 
 /// Writes `record`, reporting a failure on stderr once per process and otherwise ignoring it:
@@ -224,6 +255,7 @@ mod tests {
             cassette_sha256: storage::digest(b"{}"),
             mode: "strict".to_owned(),
             test: Some("chat::answers".to_owned()),
+            libtest_name: false,
             test_passed: true,
             misses: 0,
             interactions: vec![InteractionUsage {
@@ -266,6 +298,37 @@ mod tests {
         let found = exe.ancestors().skip(1).take(4).find(|dir| is_target_dir(dir));
         assert!(found.is_some_and(|dir| dir.join("debug").is_dir() || dir.join("release").is_dir()), "{found:?}");
         assert_eq!(Some(target_dir().as_path()), found);
+    }
+
+    #[test]
+    fn a_target_directory_the_writer_creates_is_marked_so_walkers_skip_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let target = dir.path().join("target");
+        record(Path::new("/repo/cassettes/chat.json")).write(&target).unwrap_or_else(|e| panic!("{e}"));
+        assert!(is_target_dir(&target));
+        // An existing directory is left as it is: it may be anything the user pointed us at.
+        let existing = dir.path().join("existing");
+        std::fs::create_dir_all(&existing).unwrap_or_else(|e| panic!("{e}"));
+        record(Path::new("/repo/cassettes/chat.json")).write(&existing).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!is_target_dir(&existing));
+    }
+
+    #[test]
+    fn libtest_names_the_thread_of_a_test_after_it() {
+        assert!(on_test_thread(Some("usage::tests::libtest_names_the_thread_of_a_test_after_it")));
+        assert!(!on_test_thread(Some("usage::tests::another")));
+        assert!(!on_test_thread(None));
+    }
+
+    #[test]
+    fn outside_cargo_the_git_repository_holds_the_target() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let nested = dir.path().join("cassettes/python");
+        std::fs::create_dir_all(&nested).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(workspace_target(&nested), nested.join("target"), "no repository: the directory itself");
+        std::fs::create_dir_all(dir.path().join(".git")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(workspace_target(&nested), dir.path().join("target"));
+        assert_eq!(workspace_target(&dir.path().join("cassettes")), dir.path().join("target"));
     }
 
     #[test]

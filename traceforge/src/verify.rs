@@ -135,6 +135,10 @@ pub struct VerificationFailure {
     pub upstream_failures: Vec<UpstreamFailure>,
     /// The command that re-records this test.
     pub rerecord: String,
+    /// Whether the cassette was written anyway, with what the calls that succeeded recorded:
+    /// only under [`crate::RecorderBuilder::save_despite_upstream_failures`], when upstream
+    /// failures were the only failures.
+    pub saved: bool,
 }
 
 impl fmt::Display for VerificationFailure {
@@ -211,6 +215,13 @@ impl fmt::Display for VerificationFailure {
             let _ = writeln!(out, "\n{} upstream call(s) failed:", self.upstream_failures.len());
             for failure in &self.upstream_failures {
                 let _ = writeln!(out, "  {} -> {}: {}", failure.summary, failure.url, failure.error);
+            }
+            if self.saved {
+                let _ = writeln!(
+                    out,
+                    "\nThe calls that succeeded were saved to {}; the failed ones were not recorded.",
+                    self.cassette.display()
+                );
             }
         }
         let _ = writeln!(out, "\nTo re-record this test, run:\n  {}", self.rerecord);

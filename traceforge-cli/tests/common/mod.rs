@@ -90,14 +90,18 @@ pub async fn record(cassette: &Path, upstream: &str, calls: &[(&str, bool)]) {
     assert!(report.saved, "{} was not saved", cassette.display());
 }
 
-/// A strict run over `cassette` making `calls`, with its usage record in `target_dir`.
+/// A strict run over `cassette` making `calls`, with its usage record in `target_dir`. It is
+/// named after the running test, as `#[traceforge::cassette]` names it (libtest's name).
 pub async fn strict_run(cassette: &Path, target_dir: &Path, calls: &[(&str, bool)]) -> traceforge::Result<Report> {
-    let recorder = Recorder::builder()
+    let mut builder = Recorder::builder()
         .cassette(cassette)
         .upstream("openai", "http://127.0.0.1:9/v1")
         .force_mode(Mode::Strict)
-        .target_dir(target_dir)
-        .start()?;
+        .target_dir(target_dir);
+    if let Some(test) = std::thread::current().name() {
+        builder = builder.test_name(test);
+    }
+    let recorder = builder.start()?;
     for (prompt, stream) in calls {
         post_chat(&recorder.url("openai"), prompt, *stream).await;
     }
@@ -171,10 +175,18 @@ impl Served {
     }
 
     /// Sends `signal` (`TERM`, `INT`) and waits for the exit.
-    pub fn stop(mut self, signal: &str) -> Run {
+    pub fn stop(self, signal: &str) -> Run {
+        self.stop_with(&[signal])
+    }
+
+    /// Sends `signals` one after the other, and waits for the exit.
+    pub fn stop_with(mut self, signals: &[&str]) -> Run {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+        for signal in signals {
+            let sent = Command::new("kill").args([&format!("-{signal}"), &pid]).status();
+            assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+        }
+        let signal = signals.join(" then ");
         let deadline = Instant::now() + PATIENCE;
         let status = loop {
             match self.child.try_wait() {

@@ -182,7 +182,7 @@ pub fn save(
     options: &SaveOptions,
     merge: impl FnOnce(Option<CassetteFile>) -> CassetteFile,
 ) -> Result<CassetteFile> {
-    let saved = write_locked(path, options, |on_disk| Some(merge(on_disk)))?;
+    let saved = write_locked(path, options, None, |on_disk| Some(merge(on_disk)))?;
     Ok(saved.unwrap_or_default())
 }
 
@@ -194,20 +194,60 @@ pub fn update(
     options: &SaveOptions,
     edit: impl FnOnce(CassetteFile) -> CassetteFile,
 ) -> Result<Option<CassetteFile>> {
+    update_locked(path, None, options, edit)
+}
+
+/// [`update`], only if the bytes on disk (read under the lock) still hash to `expected_sha256`
+/// ([`digest`]): for an edit planned from an earlier read, which must not be applied to a
+/// version recorded since. [`Error::CassetteChanged`] otherwise, with nothing written.
+pub fn update_if_unchanged(
+    path: &Path,
+    expected_sha256: &str,
+    options: &SaveOptions,
+    edit: impl FnOnce(CassetteFile) -> CassetteFile,
+) -> Result<Option<CassetteFile>> {
+    update_locked(path, Some(expected_sha256), options, edit)
+}
+
+fn update_locked(
+    path: &Path,
+    expected_sha256: Option<&str>,
+    options: &SaveOptions,
+    edit: impl FnOnce(CassetteFile) -> CassetteFile,
+) -> Result<Option<CassetteFile>> {
     if !path.exists() {
         return Ok(None);
     }
-    write_locked(path, options, |on_disk| on_disk.map(edit))
+    write_locked(path, options, expected_sha256, |on_disk| on_disk.map(edit))
 }
 
 /// Deletes a cassette under its lock, so that no writer is mid-save. A missing cassette is not
 /// an error. The sidecar lock file stays: a writer may be waiting on it, and a second lock
 /// file would let two writers in at once.
 pub fn remove(path: &Path) -> Result<()> {
+    remove_locked(path, None)
+}
+
+/// [`remove`], only if the bytes on disk (read under the lock) still hash to
+/// `expected_sha256`: [`Error::CassetteChanged`] otherwise, with the file left in place.
+pub fn remove_if_unchanged(path: &Path, expected_sha256: &str) -> Result<()> {
+    remove_locked(path, Some(expected_sha256))
+}
+
+fn remove_locked(path: &Path, expected_sha256: Option<&str>) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
     let lock = lock_for_write(path).map_err(|(action, source)| write_error(path, action)(source))?;
+    if let Some(expected) = expected_sha256 {
+        match read_bytes(path)? {
+            None => return Ok(()),
+            Some(bytes) if digest(&bytes) != expected => {
+                return Err(Error::CassetteChanged { path: path.to_owned(), action: "the deletion" });
+            }
+            Some(_) => {}
+        }
+    }
     match fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -222,14 +262,22 @@ fn write_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Erro
 }
 
 /// The save protocol: `produce` turns the file on disk (under the lock) into what to write, or
-/// `None` to write nothing.
+/// `None` to write nothing. With `expected_sha256`, a file on disk whose bytes hash otherwise
+/// is refused before `produce` sees it.
 fn write_locked(
     path: &Path,
     options: &SaveOptions,
+    expected_sha256: Option<&str>,
     produce: impl FnOnce(Option<CassetteFile>) -> Option<CassetteFile>,
 ) -> Result<Option<CassetteFile>> {
     let lock = lock_for_write(path).map_err(|(action, source)| write_error(path, action)(source))?;
-    let on_disk = load(path)?;
+    let on_disk = match read_bytes(path)? {
+        Some(bytes) if expected_sha256.is_some_and(|expected| digest(&bytes) != expected) => {
+            return Err(Error::CassetteChanged { path: path.to_owned(), action: "the edit" });
+        }
+        Some(bytes) => Some(parse(path, &bytes)?),
+        None => None,
+    };
     let Some(mut merged) = produce(on_disk) else { return Ok(None) };
     merged.format_version = FORMAT_VERSION;
     merged.interactions.sort_by(|a, b| a.key.cmp(&b.key));
@@ -312,4 +360,64 @@ fn remove_stale_temp_files(path: &Path) {
 /// Groups interactions by key, for merging.
 pub(crate) fn by_key(interactions: Vec<Interaction>) -> BTreeMap<String, Interaction> {
     interactions.into_iter().map(|i| (i.key.clone(), i)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cassette::{Body, RecordedRequest, RecordedResponse};
+
+    fn cassette(keys: &[char]) -> CassetteFile {
+        CassetteFile {
+            interactions: keys
+                .iter()
+                .map(|key| Interaction {
+                    key: key.to_string().repeat(64),
+                    request: RecordedRequest::new("POST", "openai", "/chat/completions", Body::Empty),
+                    responses: vec![RecordedResponse { status: 200, headers: Default::default(), body: Body::Empty }],
+                })
+                .collect(),
+            ..CassetteFile::default()
+        }
+    }
+
+    fn digest_of(path: &Path) -> String {
+        digest(&fs::read(path).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn conditional_edits_refuse_a_cassette_that_changed_since_it_was_read() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("chat.json");
+        let options = SaveOptions::default();
+        save(&path, &options, |_| cassette(&['a', 'b'])).unwrap_or_else(|e| panic!("{e}"));
+        let planned = digest_of(&path);
+        // Re-recorded meanwhile: the plan was made for the old bytes.
+        save(&path, &options, |_| cassette(&['a', 'c'])).unwrap_or_else(|e| panic!("{e}"));
+        let rerecorded = fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+
+        let trimmed = update_if_unchanged(&path, &planned, &options, |mut file| {
+            file.interactions.retain(|i| i.key.starts_with('a'));
+            file
+        });
+        assert!(matches!(trimmed, Err(Error::CassetteChanged { action: "the edit", .. })), "{trimmed:?}");
+        let removed = remove_if_unchanged(&path, &planned);
+        assert!(matches!(removed, Err(Error::CassetteChanged { action: "the deletion", .. })), "{removed:?}");
+        assert_eq!(fs::read(&path).unwrap_or_default(), rerecorded, "a refused edit changed the file");
+        let message = removed.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("changed since it was read") && message.contains("chat.json"), "{message}");
+
+        // The current digest goes through.
+        let current = digest_of(&path);
+        let written = update_if_unchanged(&path, &current, &options, |mut file| {
+            file.interactions.retain(|i| i.key.starts_with('a'));
+            file
+        });
+        assert_eq!(written.ok().flatten().map(|f| f.interactions.len()), Some(1));
+        remove_if_unchanged(&path, &digest_of(&path)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!path.exists());
+        // Gone already: nothing to do, not an error.
+        remove_if_unchanged(&path, &current).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(update_if_unchanged(&path, &current, &options, |f| f), Ok(None)));
+    }
 }

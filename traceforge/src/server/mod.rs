@@ -158,6 +158,7 @@ pub struct RecorderBuilder {
     bind: SocketAddr,
     allow_remote: bool,
     target_dir: Option<PathBuf>,
+    save_despite_upstream_failures: bool,
 }
 
 impl Default for RecorderBuilder {
@@ -179,6 +180,7 @@ impl Default for RecorderBuilder {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             allow_remote: false,
             target_dir: None,
+            save_despite_upstream_failures: false,
         }
     }
 }
@@ -381,6 +383,15 @@ impl RecorderBuilder {
         self
     }
 
+    /// Saves what was recorded even when some upstream calls failed (the run still fails, and
+    /// [`VerificationFailure::saved`] says the cassette was written). Off by default: a test
+    /// whose upstream failed saves nothing. For a recorder shared by a whole suite, such as
+    /// `traceforge serve`, where one failed call must not discard every other recording.
+    pub fn save_despite_upstream_failures(mut self, save: bool) -> Self {
+        self.save_despite_upstream_failures = save;
+        self
+    }
+
     /// Resolves the mode and upstreams, loads the cassette and starts the loopback server.
     ///
     /// Fails on an invalid mode or upstream, and on a cassette that exists but cannot be read:
@@ -466,6 +477,7 @@ impl RecorderBuilder {
             shutdown: Some(shutdown),
             stopped: Some(stopped),
             test: self.test,
+            save_despite_upstream_failures: self.save_despite_upstream_failures,
         })
     }
 }
@@ -601,6 +613,7 @@ pub struct Recorder {
     shutdown: Option<oneshot::Sender<()>>,
     stopped: Option<oneshot::Receiver<()>>,
     test: Option<String>,
+    save_despite_upstream_failures: bool,
 }
 
 impl std::ops::Deref for Recorder {
@@ -643,7 +656,7 @@ impl Recorder {
         }
 
         let mode = shared.mode;
-        let (mut report, failure) = {
+        let (mut report, mut failure) = {
             let mut session = shared.lock_session();
             session.explain_misses();
             let unused = if mode == Mode::Strict && outcome == Outcome::Passed { session.unused() } else { Vec::new() };
@@ -658,6 +671,7 @@ impl Recorder {
                 unused: unused.clone(),
                 upstream_failures: session.upstream_failures.clone(),
                 rerecord: shared.rerecord.clone(),
+                saved: false,
             };
             let report = Report {
                 cassette: shared.cassette_path.clone(),
@@ -678,6 +692,7 @@ impl Recorder {
                     cassette_sha256: loaded.sha256.clone(),
                     mode: mode.as_str().to_owned(),
                     test: self.test.clone(),
+                    libtest_name: usage::on_test_thread(self.test.as_deref()),
                     test_passed: outcome == Outcome::Passed,
                     misses: report.misses,
                     interactions: session.usage(),
@@ -689,7 +704,9 @@ impl Recorder {
             }
             (report, failure)
         };
-        if !failure.misses.is_empty() || !failure.unused.is_empty() || !failure.upstream_failures.is_empty() {
+        let broke_rules = !failure.misses.is_empty() || !failure.unused.is_empty();
+        let upstream_failed = !failure.upstream_failures.is_empty();
+        if broke_rules || (upstream_failed && !self.save_despite_upstream_failures) {
             return Err(Error::Verification(Box::new(failure)));
         }
         // `record` rewrites an existing cassette even when this run recorded nothing (so stale
@@ -712,6 +729,10 @@ impl Recorder {
                 Err(_) => save()?,
             }
             report.saved = true;
+        }
+        if upstream_failed {
+            failure.saved = report.saved;
+            return Err(Error::Verification(Box::new(failure)));
         }
         Ok(report)
     }

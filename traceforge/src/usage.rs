@@ -18,6 +18,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
@@ -111,10 +112,10 @@ impl UsageRecord {
         std::fs::create_dir_all(&dir).map_err(failed("create the usage directory"))?;
         let mut text = serde_json::to_string_pretty(self).map_err(|e| failed("serialize")(io::Error::other(e)))?;
         text.push('\n');
-        storage::write_atomically(&path, text.as_bytes()).map_err(|error| match error {
-            Error::CassetteWrite { action, source, .. } => Error::UsageRecord { path: path.clone(), action, source },
-            other => other,
-        })?;
+        // Atomic (a reader sees the old record or the new one) but not fsynced: a record lost
+        // in a crash costs nothing, and it is written on every strict test's finish.
+        storage::replace_file(&path, text.as_bytes(), storage::Durability::RenameOnly)
+            .map_err(|(action, source)| Error::UsageRecord { path: path.clone(), action, source })?;
         Ok(path)
     }
 }
@@ -169,12 +170,20 @@ pub fn read_all(target_dir: &Path) -> Result<Vec<(PathBuf, std::result::Result<U
 
 /// The target directory of the running process, where its records go (see the module docs).
 pub fn target_dir() -> PathBuf {
-    // The executable first: a test binary knows exactly where it was built, whereas a relative
-    // `CARGO_TARGET_DIR` was meant for cargo's working directory, not the test's.
-    let built = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().skip(1).take(4).find(|dir| is_target_dir(dir)).map(Path::to_path_buf));
-    built.or_else(env_target_dir).unwrap_or_else(|| workspace_target(&std::env::current_dir().unwrap_or_default()))
+    // Found once per process: every strict test's finish asks.
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            // The executable first: a test binary knows exactly where it was built, whereas a
+            // relative `CARGO_TARGET_DIR` was meant for cargo's working directory, not the test's.
+            let built = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.ancestors().skip(1).take(4).find(|dir| is_target_dir(dir)).map(Path::to_path_buf));
+            built
+                .or_else(env_target_dir)
+                .unwrap_or_else(|| workspace_target(&std::env::current_dir().unwrap_or_default()))
+        })
+        .clone()
 }
 
 /// The target directory that holds the records of the cassettes under `path`: `CARGO_TARGET_DIR`
@@ -213,9 +222,15 @@ fn workspace_target(start: &Path) -> PathBuf {
 
 /// The running executable and its modification time, for [`UsageRecord::executable`].
 pub fn executable_identity() -> (Option<PathBuf>, Option<u64>) {
-    let Ok(exe) = std::env::current_exe() else { return (None, None) };
-    let modified = modified_ms(&exe);
-    (Some(exe), modified)
+    // Read once per process: the running executable does not change under it.
+    static IDENTITY: OnceLock<(Option<PathBuf>, Option<u64>)> = OnceLock::new();
+    IDENTITY
+        .get_or_init(|| {
+            let Ok(exe) = std::env::current_exe() else { return (None, None) };
+            let modified = modified_ms(&exe);
+            (Some(exe), modified)
+        })
+        .clone()
 }
 
 /// A file's modification time in milliseconds since the Unix epoch, as

@@ -316,20 +316,37 @@ pub(crate) fn lock_for_write(path: &Path) -> std::result::Result<File, StepError
 /// Writes `bytes` to a uniquely named temp file beside `path`, fsyncs it, renames it over
 /// `path` and fsyncs the directory. On failure the temp file is removed and `path` untouched.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    replace_file(path, bytes).map_err(|(action, source)| Error::CassetteWrite { path: path.to_owned(), action, source })
+    replace_file(path, bytes, Durability::Fsync).map_err(|(action, source)| Error::CassetteWrite {
+        path: path.to_owned(),
+        action,
+        source,
+    })
+}
+
+/// How hard [`replace_file`] works to survive a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// fsync the temp file before the rename and the directory after: after a crash the file
+    /// is the old version or the new one (cassettes, the embedding cache).
+    Fsync,
+    /// Only the rename: readers never see a half-written file, but a crash may lose the new
+    /// version (by-products such as usage records).
+    RenameOnly,
 }
 
 /// [`write_atomically`], for any file: the error says which step failed.
-pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::result::Result<(), StepError> {
+pub(crate) fn replace_file(path: &Path, bytes: &[u8], durability: Durability) -> std::result::Result<(), StepError> {
     let temp = sibling(path, &format!("{}{}-{:016x}", temp_prefix(path), std::process::id(), rand::random::<u64>()));
     let result = (|| {
         let mut file =
             OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| ("create the temp file", e))?;
         file.write_all(bytes).map_err(|e| ("write the temp file", e))?;
-        file.sync_all().map_err(|e| ("fsync the temp file", e))?;
+        if durability == Durability::Fsync {
+            file.sync_all().map_err(|e| ("fsync the temp file", e))?;
+        }
         drop(file);
         fs::rename(&temp, path).map_err(|e| ("rename the temp file over the old file", e))?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && durability == Durability::Fsync) {
             // Make the rename itself durable. Not every platform can open a directory.
             if let Ok(dir) = File::open(dir) {
                 let _ = dir.sync_all();

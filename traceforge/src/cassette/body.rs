@@ -6,20 +6,21 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::json::Json;
 use crate::provider::{Answer, Assembled};
 use crate::stream::{self, SseEvent};
 
-/// A request or response body.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+/// A request or response body. In a cassette, an object whose `kind` names the variant (see
+/// `body_serde.rs` for how it is read and written).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum Body {
     /// No body.
     #[default]
     Empty,
     /// A JSON document, stored as JSON.
     Json {
-        /// The document.
-        json: Value,
+        /// The document, parsed when first looked into (`Json::from(value)` builds one).
+        json: Json,
     },
     /// UTF-8 text that is not JSON.
     Text {
@@ -50,14 +51,11 @@ pub enum Body {
         /// The events in the order they arrived.
         events: Vec<SseEvent>,
         /// `false` when the upstream cut the stream off; replay then cuts it off too.
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
         complete: bool,
         /// The answer's text and tool calls, for people reading the diff; ignored on replay.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         assembled: Option<Assembled>,
         /// Milliseconds from the response headers to each event, when recorded with
         /// `RecorderBuilder::record_offsets(true)`; used by recorded pacing.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         offsets_ms: Option<Vec<u64>>,
     },
     /// A newline-delimited JSON stream (Ollama), one entry per line.
@@ -65,13 +63,10 @@ pub enum Body {
         /// The lines in order.
         lines: Vec<Value>,
         /// `false` when the upstream cut the stream off.
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
         complete: bool,
         /// As for `Sse`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         assembled: Option<Assembled>,
         /// As for `Sse`, one per line.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         offsets_ms: Option<Vec<u64>>,
     },
 }
@@ -98,14 +93,6 @@ pub struct Part {
     /// A file's size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn is_true(value: &bool) -> bool {
-    *value
 }
 
 /// How a stored body goes back on the wire.
@@ -159,7 +146,7 @@ impl Body {
                     media.contains("json") || (media.is_empty() && text.trim_start().starts_with(['{', '[']));
                 if looks_json {
                     if let Ok(json) = serde_json::from_slice::<Value>(bytes) {
-                        return Body::Json { json };
+                        return Body::Json { json: json.into() };
                     }
                 }
                 return Body::Text { text: text.to_owned() };
@@ -227,7 +214,7 @@ impl Body {
     pub(crate) fn replay(&self) -> ReplayBody {
         match self {
             Body::Empty => ReplayBody::Full(Bytes::new()),
-            Body::Json { json } => ReplayBody::Full(Bytes::from(serde_json::to_vec(json).unwrap_or_default())),
+            Body::Json { json } => ReplayBody::Full(json.compact()),
             Body::Text { text } => ReplayBody::Full(Bytes::from(text.clone())),
             Body::Binary { base64 } => ReplayBody::Full(Bytes::from(
                 base64::engine::general_purpose::STANDARD.decode(base64).unwrap_or_default(),
@@ -318,7 +305,7 @@ mod tests {
     fn classifies_by_content_type_and_content() {
         assert_eq!(
             Body::from_bytes(Some("application/json; charset=utf-8"), br#"{"a":1}"#, true),
-            Body::Json { json: json!({"a": 1}) }
+            Body::Json { json: json!({"a": 1}).into() }
         );
         assert_eq!(Body::from_bytes(Some("text/plain"), b"hi", true), Body::Text { text: "hi".into() });
         assert!(matches!(Body::from_bytes(Some("audio/mpeg"), &[0, 159, 146, 150], true), Body::Binary { .. }));

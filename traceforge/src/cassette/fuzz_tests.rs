@@ -70,7 +70,7 @@ fn sample_cassette() -> String {
         body,
     };
     let bodies = [
-        Body::Json { json: serde_json::json!({"model": "m", "temperature": 0.7, "n": [1, -2, 3.5e-7]}) },
+        Body::Json { json: serde_json::json!({"model": "m", "temperature": 0.7, "n": [1, -2, 3.5e-7]}).into() },
         Body::Text { text: "plain é\u{1F600}".into() },
         Body::Binary { base64: "AJ+Slg==".into() },
         Body::Sse {

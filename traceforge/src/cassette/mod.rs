@@ -2,9 +2,11 @@
 //! cassette files are read and written safely.
 
 pub(crate) mod body;
+mod body_serde;
 pub mod canonical;
 #[cfg(test)]
 mod fuzz_tests;
+mod json;
 pub mod storage;
 
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use body::{Body, Part};
+pub use json::Json;
 
 use crate::matching::KeyRules;
 
@@ -73,7 +76,7 @@ pub struct RecordedRequest {
 
 impl RecordedRequest {
     /// A request with no query and no matched headers, e.g. for building cassettes in code:
-    /// `RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json })`.
+    /// `RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: value.into() })`.
     pub fn new(method: &str, upstream: &str, path: &str, body: Body) -> RecordedRequest {
         RecordedRequest {
             method: method.to_ascii_uppercase(),

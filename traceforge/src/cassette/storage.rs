@@ -57,7 +57,13 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<CassetteFile> {
         found: found.map_or_else(|| "missing".to_owned(), |v| v.to_string()),
         supported: FORMAT_VERSION,
     };
-    let file: CassetteFile = match serde_json::from_slice(bytes) {
+    // Valid UTF-8 is checked once, up front, rather than string by string (the same parser and
+    // errors; invalid bytes are left to `from_slice`, which says where they are).
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<CassetteFile>(text),
+        Err(_) => serde_json::from_slice::<CassetteFile>(bytes),
+    };
+    let file = match parsed {
         Ok(file) => file,
         Err(error) => {
             return Err(match serde_json::from_slice::<Header>(bytes) {

@@ -376,3 +376,21 @@ fn a_float_reads_back_exactly_and_keeps_its_key() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded, file);
 }
+
+#[test]
+fn a_stored_document_replays_as_the_bytes_its_value_serializes_to() {
+    // Read from pretty text (as saved), compact text, and text with keys reversed (hand-edited):
+    // the compact form is what `serde_json::to_vec` writes for the value, whatever the spelling.
+    fuzz("json/compact", json_value(), |value| {
+        let expected = serde_json::to_vec(&value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut reversed = String::new();
+        write_reversed(&value, &mut reversed);
+        let pretty = serde_json::to_string_pretty(&value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for text in [pretty, value.to_string(), reversed] {
+            let json: super::Json = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&json.compact()[..], &expected[..], "{}", text);
+            prop_assert_eq!(json.value(), &value);
+        }
+        Ok(())
+    });
+}

@@ -147,14 +147,36 @@ impl<'de> Deserialize<'de> for Json {
     /// and distinct (always so in a file traceforge wrote); otherwise it goes through a
     /// [`Value`], so duplicate and unordered keys mean what they always meant.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
-        let mut out = Vec::with_capacity(256);
         let mut in_order = true;
-        Transcode { out: &mut out, in_order: &mut in_order }.deserialize(deserializer)?;
+        let compact = with_scratch(|out| {
+            Transcode { out, in_order: &mut in_order }.deserialize(deserializer)?;
+            // A small document is copied out at its exact size; a large one keeps the buffer.
+            Ok(if out.len() <= SCRATCH_KEEP { Bytes::copy_from_slice(out) } else { Bytes::from(std::mem::take(out)) })
+        })?;
         if in_order {
-            return Ok(Json::from_compact(Bytes::from(out)));
+            return Ok(Json::from_compact(compact));
         }
-        serde_json::from_slice::<Value>(&out).map(Json::from).map_err(de::Error::custom)
+        serde_json::from_slice::<Value>(&compact).map(Json::from).map_err(de::Error::custom)
     }
+}
+
+/// Documents up to this size are written in a reused buffer, then copied out.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's empty write buffer (a fresh one if it is in use), so reading many
+/// documents does not grow a buffer for each.
+fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            scratch.clear();
+            f(&mut scratch)
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// Writes the value a deserializer yields as compact JSON, visiting exactly what a [`Value`]
@@ -168,6 +190,18 @@ struct Transcode<'a> {
 impl Transcode<'_> {
     fn scalar<E: de::Error>(&mut self, value: impl Serialize) -> Result<(), E> {
         value.serialize(&mut serde_json::Serializer::new(&mut *self.out)).map_err(E::custom)
+    }
+
+    /// A string as serde_json writes it; most need no escaping and are copied as they are.
+    fn string<E: de::Error>(&mut self, value: &str) -> Result<(), E> {
+        if needs_escape(value.as_bytes()) {
+            return self.scalar(value);
+        }
+        self.out.reserve(value.len() + 2);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
+        Ok(())
     }
 
     fn again(&mut self) -> Transcode<'_> {
@@ -221,15 +255,7 @@ impl<'de> Visitor<'de> for Transcode<'_> {
     }
 
     fn visit_str<E: de::Error>(mut self, value: &str) -> Result<(), E> {
-        // Most strings need no escaping: copy them as they are (what serde_json would write).
-        if value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-            return self.scalar(value);
-        }
-        self.out.reserve(value.len() + 2);
-        self.out.push(b'"');
-        self.out.extend_from_slice(value.as_bytes());
-        self.out.push(b'"');
-        Ok(())
+        self.string(value)
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
@@ -273,7 +299,7 @@ impl<'de> Visitor<'de> for Transcode<'_> {
             if previous.as_deref().is_some_and(|previous| previous >= key.as_ref()) {
                 *self.in_order = false;
             }
-            self.scalar(key.as_ref())?;
+            self.string(key.as_ref())?;
             self.out.push(b':');
             map.next_value_seed(self.again())?;
             previous = Some(key);
@@ -281,6 +307,25 @@ impl<'de> Visitor<'de> for Transcode<'_> {
         self.out.push(b'}');
         Ok(())
     }
+}
+
+/// Whether serde_json escapes anything in `bytes`: a control character, `"` or `\\`. Eight
+/// bytes at a time, since most of a document is string content.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `v` below `n` (for n <= 0x80) sets its high bit here; exact as to whether any does.
+    let below = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        if below(v, 0x20) | below(v ^ (ONES * u64::from(b'"')), 1) | below(v ^ (ONES * u64::from(b'\\')), 1) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// An object key, borrowed from the input when it has no escapes.
@@ -355,6 +400,23 @@ mod tests {
         assert_eq!(format!("{json:?}"), format!("{:?}", json!({"model": "m", "n": 2})));
         assert_eq!(serde_json::to_value(&json).ok(), Some(json!({"model": "m", "n": 2})));
         assert_eq!(json.into_value(), json!({"model": "m", "n": 2}));
+    }
+
+    #[test]
+    fn escapes_are_found_in_any_position() {
+        for len in 0..20 {
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    assert!(needs_escape(&bytes), "{bytes:?}");
+                }
+                let mut bytes = vec![0x7f; len];
+                bytes[at] = 0xc3;
+                assert!(!needs_escape(&bytes));
+            }
+            assert!(!needs_escape(&vec![b' '; len]) && !needs_escape("é😀/#]!~".repeat(len).as_bytes()));
+        }
     }
 
     #[test]

@@ -100,6 +100,9 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
             &message,
         );
     };
+    if shared.is_finished() {
+        return finished_response(shared, &upstream);
+    }
     let rest_path = format!("/{rest}");
 
     let body = match Limited::new(body, shared.settings.max_body_bytes).collect().await {
@@ -136,7 +139,7 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
         Mode::Off => false,
         Mode::Record => true,
         Mode::Replay | Mode::Strict | Mode::Auto => {
-            let mut session = shared.lock_session();
+            let Some(mut session) = shared.open_session() else { return finished_response(shared, &upstream) };
             match session.lookup(&key, &canonical, shared.mode) {
                 Lookup::Hit(response) => {
                     return replay_response(response, &shared.settings.scrubber, shared.settings.stream.pacing)
@@ -158,6 +161,13 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
     };
     let recording = forward_and_record.then_some((key, canonical));
     forward(shared, &upstream, &parts, &rest_path, body, recording).await
+}
+
+/// The answer to a request that arrives after the test finished its recorder.
+fn finished_response(shared: &Shared, upstream: &Upstream) -> Response<ResponseBody> {
+    let message =
+        format!("traceforge: the recorder for {} has finished; start a new one", shared.cassette_path.display());
+    error_response(upstream.provider, StatusCode::SERVICE_UNAVAILABLE, "traceforge_finished", &message)
 }
 
 /// Whether a call beyond the recording must fail even in `auto` (`on_exhausted(Error)`).
@@ -256,11 +266,13 @@ async fn forward(
         None => url.clone(),
     };
     let fail = |shared: &Shared, error: String| {
-        shared.lock_session().upstream_failures.push(UpstreamFailure {
-            summary: summary.clone(),
-            url: url.clone(),
-            error: error.clone(),
-        });
+        if let Some(mut session) = shared.open_session() {
+            session.upstream_failures.push(UpstreamFailure {
+                summary: summary.clone(),
+                url: url.clone(),
+                error: error.clone(),
+            });
+        }
         let message = format!("traceforge: upstream `{}` failed for {summary}: {error}", upstream.name);
         error_response(upstream.provider, StatusCode::BAD_GATEWAY, "traceforge_upstream_error", &message)
     };
@@ -316,7 +328,9 @@ async fn forward(
     let content_type = stored_headers.get("content-type").cloned();
     let recording = match recording {
         Some(_) if !shared.settings.record_errors.records(status.as_u16()) => {
-            shared.lock_session().not_recorded.push(format!("{summary}: {status}"));
+            if let Some(mut session) = shared.open_session() {
+                session.not_recorded.push(format!("{summary}: {status}"));
+            }
             None
         }
         other => other,
@@ -379,8 +393,8 @@ async fn forward(
             }
             (key, request, body)
         });
-        {
-            let mut session = task_shared.lock_session();
+        // After `finish` (its grace for in-flight calls ran out) the recording is dropped.
+        if let Some(mut session) = task_shared.open_session() {
             match recorded {
                 Some((key, request, body)) => {
                     let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });

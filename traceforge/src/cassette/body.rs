@@ -6,6 +6,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::canonical::sha256_hex;
 use super::json::Json;
 use crate::provider::{Answer, Assembled};
 use crate::stream::{self, SseEvent};
@@ -106,11 +107,6 @@ pub(crate) enum ReplayBody {
 
 fn media_type(content_type: Option<&str>) -> String {
     content_type.and_then(|ct| ct.split(';').next()).map(|ct| ct.trim().to_ascii_lowercase()).unwrap_or_default()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest as _, Sha256};
-    hex::encode(Sha256::digest(bytes))
 }
 
 impl Body {

@@ -270,6 +270,9 @@ fn the_canonicaliser_never_panics_and_its_keys_survive_a_save_and_load() {
         let key = request_key(&request);
         prop_assert_eq!(key.len(), 64);
         prop_assert_eq!(&key, &request_key(&canonical_request(&input, &match_headers, &scrubber)), "deterministic");
+        // The key written field by field is the key of the request serialized as a whole.
+        let as_value = serde_json::to_value(&request).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&key, &super::canonical::sha256_hex(super::canonical::canonical_json(&as_value).as_bytes()));
         prop_assert!(!request.headers.contains_key("authorization"), "a secret header was kept");
         prop_assert!(request.path.starts_with('/') && !request.path.contains("//"));
 

@@ -192,15 +192,8 @@ impl Transcode<'_> {
         value.serialize(&mut serde_json::Serializer::new(&mut *self.out)).map_err(E::custom)
     }
 
-    /// A string as serde_json writes it; most need no escaping and are copied as they are.
-    fn string<E: de::Error>(&mut self, value: &str) -> Result<(), E> {
-        if needs_escape(value.as_bytes()) {
-            return self.scalar(value);
-        }
-        self.out.reserve(value.len() + 2);
-        self.out.push(b'"');
-        self.out.extend_from_slice(value.as_bytes());
-        self.out.push(b'"');
+    fn string<E>(&mut self, value: &str) -> Result<(), E> {
+        write_str(self.out, value);
         Ok(())
     }
 
@@ -307,6 +300,20 @@ impl<'de> Visitor<'de> for Transcode<'_> {
         self.out.push(b'}');
         Ok(())
     }
+}
+
+/// Writes `value` as a JSON string, exactly as serde_json does; most strings need no escaping
+/// and are copied as they are.
+pub(crate) fn write_str(out: &mut Vec<u8>, value: &str) {
+    if needs_escape(value.as_bytes()) {
+        // Writing to a Vec cannot fail.
+        let _ = serde::Serialize::serialize(value, &mut serde_json::Serializer::new(&mut *out));
+        return;
+    }
+    out.reserve(value.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
 }
 
 /// Whether serde_json escapes anything in `bytes`: a control character, `"` or `\\`. Eight

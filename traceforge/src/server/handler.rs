@@ -77,7 +77,7 @@ pub(crate) async fn handle(
 
 async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<ResponseBody> {
     let (parts, body) = request.into_parts();
-    let full_path = parts.uri.path().to_owned();
+    let full_path = parts.uri.path();
     if full_path == "/_traceforge/health" {
         return json_response(
             StatusCode::OK,
@@ -87,7 +87,11 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
     }
     let trimmed = full_path.trim_start_matches('/');
     let (name, rest) = trimmed.split_once('/').map_or((trimmed, ""), |(n, r)| (n, r));
-    let Some(upstream) = shared.upstreams.get(&name.to_ascii_lowercase()).cloned() else {
+    let found = match shared.upstreams.get(name) {
+        Some(upstream) => Some(upstream),
+        None => shared.upstreams.get(&name.to_ascii_lowercase()),
+    };
+    let Some(upstream) = found else {
         let known: Vec<&str> = shared.upstreams.keys().map(String::as_str).collect();
         let message = format!(
             "traceforge: no upstream named `{name}` (configured: {}); point the client at Cassette::url(name)",
@@ -101,7 +105,7 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
         );
     };
     if shared.is_finished() {
-        return finished_response(shared, &upstream);
+        return finished_response(shared, upstream);
     }
     let rest_path = format!("/{rest}");
 
@@ -139,7 +143,7 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
         Mode::Off => false,
         Mode::Record => true,
         Mode::Replay | Mode::Strict | Mode::Auto => {
-            let Some(mut session) = shared.open_session() else { return finished_response(shared, &upstream) };
+            let Some(mut session) = shared.open_session() else { return finished_response(shared, upstream) };
             match session.lookup(&key, &canonical, shared.mode) {
                 Lookup::Hit(response) => {
                     return replay_response(response, &shared.settings.scrubber, shared.settings.stream.pacing)
@@ -160,7 +164,7 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
         }
     };
     let recording = forward_and_record.then_some((key, canonical));
-    forward(shared, &upstream, &parts, &rest_path, body, recording).await
+    forward(shared, upstream, &parts, &rest_path, body, recording).await
 }
 
 /// The answer to a request that arrives after the test finished its recorder.

@@ -13,8 +13,9 @@ use serde::ser::{SerializeStruct as _, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::binary::Base64;
 use super::body::{Body, Part};
-use super::json::{Json, Key};
+use super::json::{Json, Key, SortedAll};
 use crate::provider::Assembled;
 use crate::stream::SseEvent;
 
@@ -103,7 +104,7 @@ impl Serialize for Body {
                     s.serialize_field("complete", complete)?;
                 }
                 s.serialize_field("kind", "ndjson")?;
-                s.serialize_field("lines", lines)?;
+                s.serialize_field("lines", &SortedAll(lines))?;
                 if let Some(offsets) = offsets_ms {
                     s.serialize_field("offsets_ms", offsets)?;
                 }
@@ -130,7 +131,7 @@ struct Fields {
     kind: Option<String>,
     json: Option<Json>,
     text: Option<String>,
-    base64: Option<String>,
+    base64: Option<Base64>,
     sha256: Option<String>,
     size: Option<u64>,
     parts: Option<Vec<Part>>,

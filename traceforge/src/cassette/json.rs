@@ -134,11 +134,57 @@ impl fmt::Debug for Json {
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match (&self.owned, self.parsed.get(), self.compact.get()) {
-            (Some(value), ..) | (None, Some(value), _) => value.serialize(serializer),
+            (Some(value), ..) | (None, Some(value), _) => Sorted(value).serialize(serializer),
             // Parsed for the occasion, not kept: a save does not leave every body parsed.
-            (None, None, compact) => parse(compact).serialize(serializer),
+            (None, None, compact) => Sorted(&parse(compact)).serialize(serializer),
         }
     }
+}
+
+/// Serializes a value with every object's keys in sorted order, as a cassette stores them,
+/// whatever map type serde_json was built with (`preserve_order` keeps insertion order).
+pub(crate) struct Sorted<'a>(pub(crate) &'a Value);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if maps_are_sorted() {
+            return self.0.serialize(serializer);
+        }
+        match self.0 {
+            Value::Array(items) => serializer.collect_seq(items.iter().map(Sorted)),
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                serializer.collect_map(entries.into_iter().map(|(key, item)| (key, Sorted(item))))
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// [`Sorted`] for each value of a list.
+pub(crate) struct SortedAll<'a>(pub(crate) &'a [Value]);
+
+impl Serialize for SortedAll<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Sorted))
+    }
+}
+
+/// For `#[serde(serialize_with)]` on an optional value.
+pub(crate) fn serialize_sorted<S: Serializer>(value: &Option<Value>, serializer: S) -> Result<S::Ok, S::Error> {
+    value.as_ref().map(Sorted).serialize(serializer)
+}
+
+/// Whether serde_json's maps iterate in key order (its default), so values need no sorting.
+fn maps_are_sorted() -> bool {
+    static SORTED: OnceLock<bool> = OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut map = serde_json::Map::new();
+        map.insert("b".to_owned(), Value::Null);
+        map.insert("a".to_owned(), Value::Null);
+        map.keys().next().map(String::as_str) == Some("a")
+    })
 }
 
 impl<'de> Deserialize<'de> for Json {

@@ -7,12 +7,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize as _};
 use serde_json::Value;
 
 use super::{canonical, CassetteFile, Interaction, FORMAT_VERSION};
 use crate::error::{Error, Result};
-use crate::redact;
 
 /// The largest cassette [`load`] reads: 100 MiB. A cassette is meant to be reviewed in a diff;
 /// anything larger is refused before it is read, so a hostile or runaway file costs neither
@@ -35,7 +34,9 @@ pub fn load(path: &Path) -> Result<Option<CassetteFile>> {
     if bytes.len() as u64 > MAX_CASSETTE_BYTES {
         return Err(Error::CassetteTooLarge { path: path.to_owned(), limit: MAX_CASSETTE_BYTES });
     }
-    parse(path, &bytes).map(Some)
+    // A large binary body is kept as the part of these bytes that holds it, not copied.
+    let bytes = bytes::Bytes::from(bytes);
+    super::binary::reading_from(&bytes, || parse(path, &bytes)).map(Some)
 }
 
 /// Parses cassette bytes; `path` is only used in errors.
@@ -134,10 +135,19 @@ pub fn verify_keys(path: &Path, file: &CassetteFile, matcher: &crate::matching::
 
 /// The text of a cassette as written: pretty-printed, keys sorted at every level, a final newline.
 pub fn to_pretty_json(file: &CassetteFile) -> serde_json::Result<(Value, String)> {
+    let mut text = Vec::new();
+    write_pretty(file, &mut text).map_err(serde_json::Error::io)?;
     let value = canonical::sorted(serde_json::to_value(file)?);
-    let mut text = serde_json::to_string_pretty(&value)?;
-    text.push('\n');
-    Ok((value, text))
+    Ok((value, String::from_utf8(text).unwrap_or_default()))
+}
+
+/// Writes the text of a cassette (see [`to_pretty_json`]) into `writer` as it serializes,
+/// holding nothing but the cassette itself: the types write their fields in sorted order and
+/// JSON values are sorted as they are written.
+pub fn write_pretty(file: &CassetteFile, mut writer: impl io::Write) -> io::Result<()> {
+    // An I/O error comes back as itself (a full disk stays ENOSPC).
+    file.serialize(&mut serde_json::Serializer::pretty(&mut writer)).map_err(io::Error::from)?;
+    writer.write_all(b"\n")
 }
 
 /// The sidecar lock file of a cassette: `.<name>.lock` beside it. It is never renamed over,
@@ -182,12 +192,13 @@ pub fn save(
     merged.format_version = FORMAT_VERSION;
     merged.interactions.sort_by(|a, b| a.key.cmp(&b.key));
 
-    let (value, text) = to_pretty_json(&merged).map_err(|e| write_error("serialize")(io::Error::other(e)))?;
-    let findings = redact::scan(&value, &options.allowed_secret_paths);
+    // Scanned and written as it serializes: no second copy of the cassette in memory.
+    let findings = crate::secret_scan::scan_serialized(&merged, &options.allowed_secret_paths);
     if !findings.is_empty() {
         return Err(Error::SecretDetected { path: path.to_owned(), findings });
     }
-    write_atomically(path, text.as_bytes())?;
+    replace_file_with(path, |writer| write_pretty(&merged, writer))
+        .map_err(|(action, source)| Error::CassetteWrite { path: path.to_owned(), action, source })?;
     drop(lock); // closing the file releases the lock
     Ok(merged)
 }
@@ -221,11 +232,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// [`write_atomically`], for any file: the error says which step failed.
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::result::Result<(), StepError> {
+    replace_file_with(path, |writer| writer.write_all(bytes))
+}
+
+/// [`replace_file`], with the contents written by `write` (through a buffer).
+pub(crate) fn replace_file_with(
+    path: &Path,
+    write: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
+) -> std::result::Result<(), StepError> {
     let temp = sibling(path, &format!("{}{}-{:016x}", temp_prefix(path), std::process::id(), rand::random::<u64>()));
     let result = (|| {
-        let mut file =
+        let file =
             OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| ("create the temp file", e))?;
-        file.write_all(bytes).map_err(|e| ("write the temp file", e))?;
+        let mut writer = io::BufWriter::with_capacity(64 * 1024, &file);
+        write(&mut writer).and_then(|()| writer.flush()).map_err(|e| ("write the temp file", e))?;
+        drop(writer);
         file.sync_all().map_err(|e| ("fsync the temp file", e))?;
         drop(file);
         fs::rename(&temp, path).map_err(|e| ("rename the temp file over the old file", e))?;

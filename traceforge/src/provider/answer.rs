@@ -31,15 +31,16 @@ pub enum WireFormat {
 }
 
 /// One tool (function) call the model asked for, its arguments assembled from the deltas.
+// Fields in sorted order: a cassette is written with its keys sorted, field by field as declared.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The arguments as the model wrote them: a JSON document as text.
+    pub arguments: String,
     /// The call's id (`call_…`, `toolu_…`), when the provider gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The tool's name.
     pub name: String,
-    /// The arguments as the model wrote them: a JSON document as text.
-    pub arguments: String,
 }
 
 impl ToolCall {

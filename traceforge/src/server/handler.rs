@@ -11,6 +11,7 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _, Full, Limited, St
 use hyper::body::{Frame, Incoming};
 
 use super::Shared;
+use crate::cassette::binary::{DecodedPieces, Encoder};
 use crate::cassette::body::ReplayBody;
 use crate::cassette::canonical::{canonical_request, RawRequest};
 use crate::cassette::{Body, RecordedRequest, RecordedResponse};
@@ -208,6 +209,7 @@ fn replay_response(
     let body = restored.as_ref().unwrap_or(&recorded.body);
     let mut response = Response::new(match body.replay() {
         ReplayBody::Full(bytes) => full(bytes),
+        ReplayBody::Pieces(pieces) => UnsyncBoxBody::new(Pieces(pieces)),
         ReplayBody::Chunks { chunks, complete, offsets_ms } => {
             // One frame per event. After each frame the stream yields once, so that hyper writes
             // and flushes it before it polls the next. Without this, the client still reads one
@@ -347,9 +349,15 @@ async fn forward(
     tokio::spawn(async move {
         let _in_flight = in_flight;
         let started = std::time::Instant::now();
+        // A binary body is base64-encoded as it arrives, each chunk freed once encoded: the
+        // recording is never the raw bytes and their base64 at once.
+        let mut encoder = recording
+            .as_ref()
+            .filter(|_| Body::is_binary_media(content_type.as_deref()))
+            .map(|_| Encoder::new(upstream_response.content_length()));
         let mut chunks = upstream_response.bytes_stream();
-        // The copy is the upstream's own chunks (reference-counted, not copied), with the total
-        // length and arrival time after each: joined once at the end, whatever the body's size.
+        // Any other copy is the upstream's own chunks (reference-counted, not copied), with the
+        // total length and arrival time after each: joined once at the end.
         let mut copy: Vec<Bytes> = Vec::new();
         let mut arrivals: Vec<(usize, u64)> = Vec::new();
         let mut length = 0;
@@ -358,17 +366,22 @@ async fn forward(
         while let Some(next) = chunks.next().await {
             match next {
                 Ok(chunk) => {
-                    if recording.is_some() {
-                        length += chunk.len();
-                        if record_offsets {
-                            arrivals.push((length, started.elapsed().as_millis() as u64));
-                        }
-                        copy.push(chunk.clone());
-                    }
+                    let kept = recording.is_some().then(|| chunk.clone());
+                    // The client gets each chunk before it is recorded.
                     if !client_gone && sender.send(Ok(Frame::data(chunk))).await.is_err() {
                         client_gone = true;
                         if recording.is_none() {
                             break;
+                        }
+                    }
+                    if let Some(chunk) = kept {
+                        length += chunk.len();
+                        if record_offsets {
+                            arrivals.push((length, started.elapsed().as_millis() as u64));
+                        }
+                        match &mut encoder {
+                            Some(encoder) => encoder.push(&chunk),
+                            None => copy.push(chunk),
                         }
                     }
                 }
@@ -384,10 +397,8 @@ async fn forward(
             None => (None, None),
         };
         let recorded = recording.map(|(key, request)| {
-            // A binary body is base64-encoded chunk by chunk, each chunk freed once encoded:
-            // never a second full copy of a large download. Others are joined once and parsed.
-            if Body::is_binary_media(content_type.as_deref()) && length > 0 {
-                return (key, request, Body::binary_from_chunks(copy, length));
+            if let Some(encoder) = encoder.take().filter(|_| length > 0) {
+                return (key, request, Body::Binary { base64: encoder.finish() });
             }
             let bytes = join(copy, length);
             let mut body = Body::from_bytes(content_type.as_deref(), &bytes, failure.is_none());
@@ -497,6 +508,30 @@ fn describe_reqwest_error(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+/// A binary body decoded as it is sent, with its exact length (so it goes out with a
+/// `content-length`, as a body in one piece would).
+struct Pieces(DecodedPieces);
+
+impl hyper::body::Body for Pieces {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        std::task::Poll::Ready(self.0.next().map(|piece| Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.remaining() == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.0.remaining())
+    }
 }
 
 fn full(bytes: Bytes) -> ResponseBody {

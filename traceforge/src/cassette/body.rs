@@ -112,8 +112,14 @@ pub(crate) enum ReplayBody {
 /// The size of the pieces a binary body is decoded and sent in.
 const REPLAY_PIECE: usize = 64 * 1024;
 
-fn media_type(content_type: Option<&str>) -> String {
-    content_type.and_then(|ct| ct.split(';').next()).map(|ct| ct.trim().to_ascii_lowercase()).unwrap_or_default()
+/// The media type of a `Content-Type`, lower case (borrowed when it already is).
+fn media_type(content_type: Option<&str>) -> std::borrow::Cow<'_, str> {
+    let media = content_type.and_then(|ct| ct.split(';').next()).map_or("", str::trim);
+    if media.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(media.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(media)
+    }
 }
 
 impl Body {
@@ -130,7 +136,7 @@ impl Body {
             let (events, leftover) = stream::parse_sse(bytes);
             return Body::Sse { events, complete: complete && !leftover, assembled: None, offsets_ms: None };
         }
-        if matches!(media.as_str(), "application/x-ndjson" | "application/ndjson" | "application/jsonl") {
+        if matches!(media.as_ref(), "application/x-ndjson" | "application/ndjson" | "application/jsonl") {
             let (lines, leftover) = stream::parse_ndjson(bytes);
             return Body::Ndjson { lines, complete: complete && !leftover, assembled: None, offsets_ms: None };
         }

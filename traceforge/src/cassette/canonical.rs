@@ -56,6 +56,10 @@ pub(crate) fn canonical_request(
 
 /// `/v1//chat/completions/` and `/v1/chat/completions` are the same endpoint.
 fn normalise_path(path: &str) -> String {
+    // Most paths are already in this form.
+    if path.starts_with('/') && !path.contains("//") && (path.len() == 1 || !path.ends_with('/')) {
+        return if path.len() == 1 { "/".to_owned() } else { path.to_owned() };
+    }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     format!("/{}", segments.join("/"))
 }
@@ -294,6 +298,11 @@ mod tests {
         };
         let request = canonical_request(&raw, &[], &Scrubber::default());
         assert_eq!(request.path, "/v1beta/models/x:generateContent");
+        for (path, normal) in
+            [("/", "/"), ("", "/"), ("//", "/"), ("/a", "/a"), ("/a/", "/a"), ("a//b", "/a/b"), ("/a/b", "/a/b")]
+        {
+            assert_eq!(normalise_path(path), normal, "{path}");
+        }
         assert_eq!(request.method, "POST");
         assert_eq!(request.query.get("alt"), Some(&vec!["sse".to_owned()]));
         assert!(!request.query.contains_key("key"));

@@ -44,6 +44,14 @@ impl Scan<'_> {
         result
     }
 
+    /// Enters a variant's wrapper object, `{"Variant": ...}`; returns the path to restore.
+    fn enter_variant(&mut self, variant: &str) -> usize {
+        let restore = self.path.len();
+        push_key(&mut self.path, variant);
+        self.text(variant);
+        restore
+    }
+
     fn element<T: Serialize + ?Sized>(&mut self, index: usize, value: &T) -> Result<(), Never> {
         let len = self.path.len();
         let _ = write!(self.path, "[{index}]");
@@ -175,9 +183,7 @@ impl<'s, 'a> ser::Serializer for &'s mut Scan<'a> {
         variant: &'static str,
         _: usize,
     ) -> Result<Elements<'s, 'a>, Never> {
-        let restore = self.path.len();
-        push_key(&mut self.path, variant);
-        self.text(variant);
+        let restore = self.enter_variant(variant);
         Ok(Elements { scan: self, next: 0, restore })
     }
 
@@ -197,9 +203,7 @@ impl<'s, 'a> ser::Serializer for &'s mut Scan<'a> {
         variant: &'static str,
         _: usize,
     ) -> Result<Members<'s, 'a>, Never> {
-        let restore = self.path.len();
-        push_key(&mut self.path, variant);
-        self.text(variant);
+        let restore = self.enter_variant(variant);
         Ok(Members { scan: self, key: None, restore })
     }
 }

@@ -39,34 +39,15 @@ fn variant_fields(kind: &str) -> Option<&'static [&'static str]> {
 impl Serialize for Body {
     /// Fields in sorted order (`kind` among them), as a cassette stores them.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // `kind` and the list, plus the optional fields that are written.
-        let streamed = |complete: &bool, assembled: &Option<Assembled>, offsets: &Option<Vec<u64>>| {
-            2 + usize::from(!*complete) + usize::from(assembled.is_some()) + usize::from(offsets.is_some())
-        };
         match self {
             Body::Empty => {
                 let mut s = serializer.serialize_struct("Body", 1)?;
                 s.serialize_field("kind", "empty")?;
                 s.end()
             }
-            Body::Json { json } => {
-                let mut s = serializer.serialize_struct("Body", 2)?;
-                s.serialize_field("json", json)?;
-                s.serialize_field("kind", "json")?;
-                s.end()
-            }
-            Body::Text { text } => {
-                let mut s = serializer.serialize_struct("Body", 2)?;
-                s.serialize_field("kind", "text")?;
-                s.serialize_field("text", text)?;
-                s.end()
-            }
-            Body::Binary { base64 } => {
-                let mut s = serializer.serialize_struct("Body", 2)?;
-                s.serialize_field("base64", base64)?;
-                s.serialize_field("kind", "binary")?;
-                s.end()
-            }
+            Body::Json { json } => pair(serializer, ("json", json), ("kind", "json")),
+            Body::Text { text } => pair(serializer, ("kind", "text"), ("text", text)),
+            Body::Binary { base64 } => pair(serializer, ("base64", base64), ("kind", "binary")),
             Body::Digest { sha256, size } => {
                 let mut s = serializer.serialize_struct("Body", 3)?;
                 s.serialize_field("kind", "digest")?;
@@ -74,44 +55,59 @@ impl Serialize for Body {
                 s.serialize_field("size", size)?;
                 s.end()
             }
-            Body::Multipart { parts } => {
-                let mut s = serializer.serialize_struct("Body", 2)?;
-                s.serialize_field("kind", "multipart")?;
-                s.serialize_field("parts", parts)?;
-                s.end()
-            }
+            Body::Multipart { parts } => pair(serializer, ("kind", "multipart"), ("parts", parts)),
             Body::Sse { events, complete, assembled, offsets_ms } => {
-                let mut s = serializer.serialize_struct("Body", streamed(complete, assembled, offsets_ms))?;
-                if let Some(assembled) = assembled {
-                    s.serialize_field("assembled", assembled)?;
-                }
-                if !*complete {
-                    s.serialize_field("complete", complete)?;
-                }
-                s.serialize_field("events", events)?;
-                s.serialize_field("kind", "sse")?;
-                if let Some(offsets) = offsets_ms {
-                    s.serialize_field("offsets_ms", offsets)?;
-                }
-                s.end()
+                streamed(serializer, "sse", ("events", events), *complete, assembled, offsets_ms)
             }
             Body::Ndjson { lines, complete, assembled, offsets_ms } => {
-                let mut s = serializer.serialize_struct("Body", streamed(complete, assembled, offsets_ms))?;
-                if let Some(assembled) = assembled {
-                    s.serialize_field("assembled", assembled)?;
-                }
-                if !*complete {
-                    s.serialize_field("complete", complete)?;
-                }
-                s.serialize_field("kind", "ndjson")?;
-                s.serialize_field("lines", &SortedAll(lines))?;
-                if let Some(offsets) = offsets_ms {
-                    s.serialize_field("offsets_ms", offsets)?;
-                }
-                s.end()
+                streamed(serializer, "ndjson", ("lines", &SortedAll(lines)), *complete, assembled, offsets_ms)
             }
         }
     }
+}
+
+/// A body of two fields, given in sorted order.
+fn pair<S: Serializer, A: Serialize + ?Sized, B: Serialize + ?Sized>(
+    serializer: S,
+    (first, a): (&'static str, &A),
+    (second, b): (&'static str, &B),
+) -> Result<S::Ok, S::Error> {
+    let mut s = serializer.serialize_struct("Body", 2)?;
+    s.serialize_field(first, a)?;
+    s.serialize_field(second, b)?;
+    s.end()
+}
+
+/// An `sse` or `ndjson` body: its list of events or lines, and the optional fields, in sorted
+/// order (`events` < `kind` < `lines`).
+fn streamed<S: Serializer, L: Serialize>(
+    serializer: S,
+    kind: &'static str,
+    (list_name, list): (&'static str, &L),
+    complete: bool,
+    assembled: &Option<Assembled>,
+    offsets_ms: &Option<Vec<u64>>,
+) -> Result<S::Ok, S::Error> {
+    let len = 2 + usize::from(!complete) + usize::from(assembled.is_some()) + usize::from(offsets_ms.is_some());
+    let mut s = serializer.serialize_struct("Body", len)?;
+    if let Some(assembled) = assembled {
+        s.serialize_field("assembled", assembled)?;
+    }
+    if !complete {
+        s.serialize_field("complete", &complete)?;
+    }
+    let list_first = list_name < "kind";
+    if list_first {
+        s.serialize_field(list_name, list)?;
+    }
+    s.serialize_field("kind", kind)?;
+    if !list_first {
+        s.serialize_field(list_name, list)?;
+    }
+    if let Some(offsets) = offsets_ms {
+        s.serialize_field("offsets_ms", offsets)?;
+    }
+    s.end()
 }
 
 impl<'de> Deserialize<'de> for Body {

@@ -107,14 +107,7 @@ fn write_request(request: &RecordedRequest, out: &mut Vec<u8>) {
     }
     if !request.headers.is_empty() {
         field(out, "headers");
-        let mut separator = b'{';
-        for (name, value) in &request.headers {
-            out.push(std::mem::replace(&mut separator, b','));
-            write_str(out, name);
-            out.push(b':');
-            write_str(out, value);
-        }
-        out.push(b'}');
+        write_object(out, request.headers.iter(), |out, value| write_str(out, value));
     }
     field(out, "method");
     write_str(out, &request.method);
@@ -122,26 +115,43 @@ fn write_request(request: &RecordedRequest, out: &mut Vec<u8>) {
     write_str(out, &request.path);
     if !request.query.is_empty() {
         field(out, "query");
-        let mut separator = b'{';
-        for (name, values) in &request.query {
-            out.push(std::mem::replace(&mut separator, b','));
-            write_str(out, name);
-            out.push(b':');
-            let mut inner = b'[';
-            for value in values {
-                out.push(std::mem::replace(&mut inner, b','));
-                write_str(out, value);
-            }
-            if inner == b'[' {
-                out.push(b'[');
-            }
-            out.push(b']');
-        }
-        out.push(b'}');
+        write_object(out, request.query.iter(), |out, values| {
+            write_array(out, values, |out, value| write_str(out, value))
+        });
     }
     field(out, "upstream");
     write_str(out, &request.upstream);
     out.push(b'}');
+}
+
+/// A JSON object of `entries`, given in sorted order, each value written by `value`.
+fn write_object<'a, V: 'a>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'a String, &'a V)>,
+    mut value: impl FnMut(&mut Vec<u8>, &V),
+) {
+    out.push(b'{');
+    for (i, (name, item)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, name);
+        out.push(b':');
+        value(out, item);
+    }
+    out.push(b'}');
+}
+
+/// A JSON array of `items`, each written by `item`.
+fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, each) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, each);
+    }
+    out.push(b']');
 }
 
 /// Canonical JSON: object keys sorted, no whitespace, and numbers normalised so that `1`,
@@ -172,39 +182,17 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
             }
         }
         Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => write_array(out, items, |out, item| write_canonical(item, out)),
         Value::Object(map) => {
-            let write_entry = |out: &mut Vec<u8>, i: usize, key: &str, item: &Value| {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_canonical(item, out);
-            };
-            out.push(b'{');
+            let value = |out: &mut Vec<u8>, item: &Value| write_canonical(item, out);
             // Already in order unless serde_json keeps insertion order (`preserve_order`).
             if map.keys().is_sorted() {
-                for (i, (key, item)) in map.iter().enumerate() {
-                    write_entry(out, i, key, item);
-                }
+                write_object(out, map.iter(), value);
             } else {
                 let mut entries: Vec<(&String, &Value)> = map.iter().collect();
                 entries.sort_by(|a, b| a.0.cmp(b.0));
-                for (i, (key, item)) in entries.into_iter().enumerate() {
-                    write_entry(out, i, key, item);
-                }
+                write_object(out, entries.into_iter(), value);
             }
-            out.push(b'}');
         }
     }
 }

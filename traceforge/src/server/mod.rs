@@ -558,6 +558,9 @@ impl Recorder {
 
     /// Stops the server, checks the run against its mode and, if the test passed and the mode
     /// writes, saves the cassette. Returns the report, or the failure to show the test's author.
+    ///
+    /// Calls still streaming from an upstream are waited for (up to a minute); a request that
+    /// arrives after this gets a 503 in the provider's error shape.
     pub async fn finish_with(mut self, outcome: Outcome) -> Result<Report> {
         let shared = Arc::clone(&self.cassette.shared);
         // Let responses still streaming from an upstream land in the session first.

@@ -194,7 +194,7 @@ impl Body {
     pub(crate) fn assemble(&mut self) {
         let answer = Answer::from_body(self);
         if let Body::Sse { assembled, .. } | Body::Ndjson { assembled, .. } = self {
-            *assembled = answer.and_then(|a| a.assembled());
+            *assembled = answer.and_then(Answer::into_assembled);
         }
     }
 

@@ -205,7 +205,13 @@ impl Answer {
 
     /// The text and tool calls, as stored beside streamed events for people reading the diff.
     pub fn assembled(&self) -> Option<Assembled> {
-        let assembled = Assembled { text: self.text.clone(), tool_calls: self.tool_calls.clone() };
+        self.clone().into_assembled()
+    }
+
+    /// [`Answer::assembled`], moving the text rather than copying it (a long answer's text is
+    /// as large as the stream's).
+    pub(crate) fn into_assembled(self) -> Option<Assembled> {
+        let assembled = Assembled { text: self.text, tool_calls: self.tool_calls };
         (!assembled.text.is_empty() || !assembled.tool_calls.is_empty()).then_some(assembled)
     }
 }

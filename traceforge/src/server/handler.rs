@@ -402,10 +402,12 @@ async fn forward(
             }
             let bytes = join(copy, length);
             let mut body = Body::from_bytes(content_type.as_deref(), &bytes, failure.is_none());
-            body.assemble();
             if record_offsets {
                 body.set_offsets(offsets(&body, &bytes, &arrivals));
             }
+            // The raw bytes go before the answer is assembled: a large stream's text is as large.
+            drop(bytes);
+            body.assemble();
             (key, request, body)
         });
         // After `finish` (its grace for in-flight calls ran out) the recording is dropped.

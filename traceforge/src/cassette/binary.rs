@@ -115,14 +115,15 @@ thread_local! {
 
 /// Runs `parse`, letting large base64 strings it reads from `source` point into it.
 pub(super) fn reading_from<T>(source: &Bytes, parse: impl FnOnce() -> T) -> T {
-    struct Reset;
-    impl Drop for Reset {
+    /// Puts back what was there before, even if `parse` panics.
+    struct Restore(Option<Bytes>);
+    impl Drop for Restore {
         fn drop(&mut self) {
-            SOURCE.with(|cell| cell.replace(None));
+            let previous = self.0.take();
+            SOURCE.with(|cell| cell.replace(previous));
         }
     }
-    SOURCE.with(|cell| cell.replace(Some(source.clone())));
-    let _reset = Reset;
+    let _restore = Restore(SOURCE.with(|cell| cell.replace(Some(source.clone()))));
     parse()
 }
 

@@ -29,7 +29,9 @@ pub fn load(path: &Path) -> Result<Option<CassetteFile>> {
     };
     // Read at most one byte past the limit, whatever the metadata says (the file may be growing,
     // or be a device that never ends).
-    let mut bytes = Vec::new();
+    // Room for the whole file up front (the metadata is only a hint): read once, never regrown.
+    let expected = file.metadata().map_or(0, |m| m.len()).min(MAX_CASSETTE_BYTES);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0) + 1);
     file.take(MAX_CASSETTE_BYTES + 1).read_to_end(&mut bytes).map_err(read_error)?;
     if bytes.len() as u64 > MAX_CASSETTE_BYTES {
         return Err(Error::CassetteTooLarge { path: path.to_owned(), limit: MAX_CASSETTE_BYTES });

@@ -25,7 +25,7 @@ pub fn version(n: usize) -> CassetteFile {
                 query: BTreeMap::new(),
                 headers: BTreeMap::new(),
                 body: Body::Json {
-                    json: serde_json::json!({"model": "m", "messages": [{"role": "user", "content": format!("question {i}")}]}),
+                    json: serde_json::json!({"model": "m", "messages": [{"role": "user", "content": format!("question {i}")}]}).into(),
                 },
             };
             let key = canonical::request_key(&request);

@@ -165,7 +165,7 @@ fn body_kind(body: &Body) -> String {
         Body::Empty => "empty".to_owned(),
         Body::Json { .. } => "json".to_owned(),
         Body::Text { text } => format!("text, {} chars", text.chars().count()),
-        Body::Binary { base64 } => format!("binary, {}", human_size(base64.len() as u64 * 3 / 4)),
+        Body::Binary { base64 } => format!("binary, {}", human_size(base64.as_str().len() as u64 * 3 / 4)),
         Body::Digest { size, .. } => format!("binary, {}", human_size(*size)),
         Body::Multipart { parts } => format!("multipart, {} parts", parts.len()),
         Body::Sse { events, .. } => format!("sse, {} events", events.len()),

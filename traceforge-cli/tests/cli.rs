@@ -288,7 +288,7 @@ async fn prune_is_a_dry_run_by_default_refuses_without_usage_and_applies_with_wr
     assert_eq!(pruned.interactions.len(), 1);
     assert_eq!(
         pruned.interactions[0].request.body,
-        traceforge::cassette::Body::Json { json: common::chat(CAPITAL, false) }
+        traceforge::cassette::Body::Json { json: common::chat(CAPITAL, false).into() }
     );
 
     // The pruned cassette passes strict with only the call its test makes, and check is clean.

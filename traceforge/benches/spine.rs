@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use traceforge::cassette::canonical::{request_key, sorted};
 use traceforge::cassette::storage::{self, to_pretty_json, write_atomically};
-use traceforge::cassette::{Body, CassetteFile, Interaction, RecordedRequest, RecordedResponse, FORMAT_VERSION};
+use traceforge::cassette::{Body, CassetteFile, Interaction, Json, RecordedRequest, RecordedResponse, FORMAT_VERSION};
 use traceforge::{Mode, Recorder};
 use wiremock::matchers::{body_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -55,7 +55,7 @@ const OVERHEAD_INTERACTIONS: usize = 50;
 const OVERHEAD_WARMUP: usize = 30;
 const OVERHEAD_ITERS: usize = 300;
 const FULL_RUN_WARMUP: usize = 5;
-const FULL_RUN_ITERS: usize = 60;
+const FULL_RUN_ITERS: usize = 150;
 
 const LOAD_SMALL: usize = 1_000;
 const LOAD_LARGE: usize = 10_000;
@@ -156,27 +156,28 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
-/// CPU time a thread of this process has run so far (Linux schedstat, in ns), found by the
-/// start of its name; `None` elsewhere. Unlike latency, it barely moves when the machine is busy.
-fn thread_cpu(name_prefix: &str) -> Option<Duration> {
-    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else { continue };
-        if name.trim_end().starts_with(name_prefix) {
-            return schedstat(&entry.path().join("schedstat"));
-        }
-    }
-    None
+/// CPU time a thread of this process has run so far (Linux schedstat, in ns), by thread id;
+/// `None` elsewhere. Unlike latency, it barely moves when the machine is busy.
+fn thread_cpu(tid: Option<&str>) -> Option<Duration> {
+    schedstat(&Path::new("/proc/self/task").join(tid?).join("schedstat"))
+}
+
+/// The ids of this process's threads whose name starts with `name_prefix`.
+fn thread_ids(name_prefix: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("comm"))
+                .is_ok_and(|name| name.trim_end().starts_with(name_prefix))
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// The id of the first thread of this process whose name starts with `name_prefix`.
 fn thread_id(name_prefix: &str) -> Option<String> {
-    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else { continue };
-        if name.trim_end().starts_with(name_prefix) {
-            return Some(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    None
+    thread_ids(name_prefix).into_iter().next()
 }
 
 /// [`thread_id`], waiting a little for a thread that has just been spawned to name itself.
@@ -359,7 +360,7 @@ fn recorded_request(body: &Value) -> RecordedRequest {
         path: "/chat/completions".to_owned(),
         query: BTreeMap::new(),
         headers: BTreeMap::new(),
-        body: Body::Json { json: body.clone() },
+        body: Body::Json { json: body.clone().into() },
     }
 }
 
@@ -367,7 +368,7 @@ fn recorded_response(body: &Value) -> RecordedResponse {
     RecordedResponse {
         status: 200,
         headers: BTreeMap::from([("content-type".to_owned(), "application/json".to_owned())]),
-        body: Body::Json { json: body.clone() },
+        body: Body::Json { json: body.clone().into() },
     }
 }
 
@@ -505,33 +506,42 @@ async fn replay_pass(input: &ReplayInput, pinning: Option<(&str, &str)>) -> Repl
         "start the recorder",
     );
     let bare = BareServer::start(input.response_bytes.clone());
-    // Linux shows at most 15 bytes of a thread's name.
-    let port = recorder.local_addr().map_or(0, |addr| addr.port());
-    let recorder_thread: String = format!("traceforge-{port}").chars().take(15).collect();
-    let server_threads = ["bare-hyper", recorder_thread.as_str()];
-    if let Some(cpu) = cpu {
-        let own = std::process::id().to_string();
-        let all = [Some(own), wait_for_thread(server_threads[0]), wait_for_thread(server_threads[1])];
-        for tid in &all {
-            if !tid.as_deref().is_some_and(|tid| pin(tid, cpu)) {
-                panic!("could not pin thread {tid:?} to CPU {cpu} with taskset");
-            }
-        }
-    }
     let targets = [
         (format!("http://{}/v1/chat/completions", bare.addr), client()),
         (format!("{}/chat/completions", recorder.url("openai")), client()),
     ];
     let (request_bytes, response_bytes) = (&input.request_bytes, &input.response_bytes);
 
+    // Recorders serve on pooled threads named `traceforge-server` (Linux shows 15 bytes of a
+    // name): this recorder's is the one that ran while it answered the first requests.
+    let pooled = thread_ids("traceforge-serv");
+    let cpu_before: Vec<Option<Duration>> = pooled.iter().map(|tid| thread_cpu(Some(tid))).collect();
     // Both must answer with exactly the same bytes.
-    for (url, client) in &targets {
-        let (status, body) = post(client, url, request_bytes).await;
-        if status != 200 || body != *response_bytes {
-            panic!("{url} answered {status} with a different body:\n{}", String::from_utf8_lossy(&body));
+    for _ in 0..20 {
+        for (url, client) in &targets {
+            let (status, body) = post(client, url, request_bytes).await;
+            if status != 200 || body != *response_bytes {
+                panic!("{url} answered {status} with a different body:\n{}", String::from_utf8_lossy(&body));
+            }
         }
     }
-    for _ in 1..REPLAY_WARMUP {
+    let recorder_thread = pooled
+        .iter()
+        .zip(cpu_before)
+        .filter_map(|(tid, before)| Some((thread_cpu(Some(tid))?.checked_sub(before?)?, tid.clone())))
+        .max()
+        .map(|(_, tid)| tid);
+    let server_threads = [wait_for_thread("bare-hyper"), recorder_thread];
+    if let Some(cpu) = cpu {
+        let own = std::process::id().to_string();
+        let all = [Some(own), server_threads[0].clone(), server_threads[1].clone()];
+        for tid in &all {
+            if !tid.as_deref().is_some_and(|tid| pin(tid, cpu)) {
+                panic!("could not pin thread {tid:?} to CPU {cpu} with taskset");
+            }
+        }
+    }
+    for _ in 20..REPLAY_WARMUP {
         for (url, client) in &targets {
             timed_post(client, url, request_bytes, response_bytes.len()).await;
         }
@@ -546,11 +556,11 @@ async fn replay_pass(input: &ReplayInput, pinning: Option<(&str, &str)>) -> Repl
         for turn in 0..2 {
             let which = if round % 2 == 0 { turn } else { 1 - turn };
             let (url, client) = &targets[which];
-            let (server_before, client_before) = (thread_cpu(server_threads[which]), own_cpu());
+            let (server_before, client_before) = (thread_cpu(server_threads[which].as_deref()), own_cpu());
             for _ in 0..REPLAY_BATCH {
                 pass.samples[which].push(timed_post(client, url, request_bytes, response_bytes.len()).await);
             }
-            let (server_after, client_after) = (thread_cpu(server_threads[which]), own_cpu());
+            let (server_after, client_after) = (thread_cpu(server_threads[which].as_deref()), own_cpu());
             let add = |total: Option<Duration>, before: Option<Duration>, after: Option<Duration>| {
                 Some(total? + after?.checked_sub(before?)?)
             };
@@ -655,9 +665,10 @@ async fn replay_latency(dir: &Path) -> Vec<Verdict> {
     let replay_hot = mean_of(|| {
         std::hint::black_box(ok(serde_json::to_vec(std::hint::black_box(&response)), "serialize"));
     });
-    // As in the server: each stored response is serialized once, from a cold, freshly loaded tree.
+    // As in the server: each stored response body is taken once, from a freshly loaded cassette
+    // (Body::replay sends Json::compact, the compact text read at load).
     let loaded = ok(storage::load(&input.cassette), "load the replay cassette");
-    let stored: Vec<&Value> = loaded
+    let stored: Vec<&Json> = loaded
         .iter()
         .flat_map(|file| &file.interactions)
         .flat_map(|interaction| &interaction.responses)
@@ -668,15 +679,15 @@ async fn replay_latency(dir: &Path) -> Vec<Verdict> {
         .collect();
     let started = Instant::now();
     for json in &stored {
-        std::hint::black_box(ok(serde_json::to_vec(json), "serialize"));
+        std::hint::black_box(json.compact());
     }
     let replay_cold = started.elapsed() / stored.len().max(1) as u32;
     note("in-process cost of the recorder's extra steps (mean per call):");
     note(&format!("  parse the request body to a Value (Body::from_bytes)                {:>10}", human(parse)));
-    note(&format!("  request_key (to_value + canonical JSON + sha256)                    {:>10}", human(key)));
-    note(&format!("  re-serialize the stored response Value (Body::replay), hot          {:>10}", human(replay_hot)));
+    note(&format!("  request_key (canonical JSON + sha256)                               {:>10}", human(key)));
+    note(&format!("  for scale: serialize the response as a Value, hot                   {:>10}", human(replay_hot)));
     note(&format!(
-        "  the same over each of the {} loaded responses once, as served   {:>10}",
+        "  the response bytes of each of the {} loaded responses, as served {:>10}",
         stored.len(),
         human(replay_cold)
     ));
@@ -720,6 +731,9 @@ async fn per_test_overhead(dir: &Path) -> Vec<Verdict> {
     for iteration in 0..OVERHEAD_WARMUP + OVERHEAD_ITERS {
         let measured = iteration >= OVERHEAD_WARMUP;
         for turn in 0..2 {
+            // Back to the scheduler between turns (untimed): wiremock's Drop blocks on a tokio lock,
+            // which never wakes once this task has spent its cooperative budget without yielding.
+            tokio::task::yield_now().await;
             if (iteration + turn) % 2 == 0 {
                 let started = Instant::now();
                 let recorder = start_recorder(Mode::Replay);
@@ -771,27 +785,40 @@ async fn per_test_overhead(dir: &Path) -> Vec<Verdict> {
         }
     }
 
-    // (b) a whole passing test: the same plus the 50 requests (strict for traceforge).
+    // (b) a whole passing test: the same plus the 50 requests (strict for traceforge). Each
+    // side's overhead is also timed alone, without its 50 calls: start (+ load, or + mount)
+    // and the strict finish (or the drop) of a test that passed.
     let request_bodies: Vec<Bytes> =
         pairs.iter().map(|(request, _)| Bytes::from(ok(serde_json::to_vec(request), "serialize"))).collect();
     let response_lens: Vec<usize> =
         pairs.iter().map(|(_, response)| ok(serde_json::to_vec(response), "serialize").len()).collect();
     let (mut tf_full, mut wm_full) = (Vec::new(), Vec::new());
+    let (mut tf_strict, mut tf_strict_start, mut tf_strict_finish, mut wm_setup) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for iteration in 0..FULL_RUN_WARMUP + FULL_RUN_ITERS {
         let measured = iteration >= FULL_RUN_WARMUP;
         for turn in 0..2 {
+            // Back to the scheduler between turns (untimed): wiremock's Drop blocks on a tokio lock,
+            // which never wakes once this task has spent its cooperative budget without yielding.
+            tokio::task::yield_now().await;
             // A fresh client per test, as tests do; built before the clock starts.
             let client = client();
             if (iteration + turn) % 2 == 0 {
                 let started = Instant::now();
                 let recorder = start_recorder(Mode::Strict);
+                let after_start = Instant::now();
                 let url = format!("{}/chat/completions", recorder.url("openai"));
                 for (body, len) in request_bodies.iter().zip(&response_lens) {
                     timed_post(&client, &url, body, *len).await;
                 }
+                let before_finish = Instant::now();
                 let report = ok(recorder.finish().await, "strict finish");
+                let done = Instant::now();
                 if measured {
-                    tf_full.push(started.elapsed());
+                    tf_full.push(done - started);
+                    tf_strict.push((after_start - started) + (done - before_finish));
+                    tf_strict_start.push(after_start - started);
+                    tf_strict_finish.push(done - before_finish);
                 }
                 if report.hits != OVERHEAD_INTERACTIONS {
                     panic!("expected {OVERHEAD_INTERACTIONS} hits, got {}", report.hits);
@@ -800,13 +827,17 @@ async fn per_test_overhead(dir: &Path) -> Vec<Verdict> {
                 let started = Instant::now();
                 let server = MockServer::start().await;
                 mount_all(&server, &pairs).await;
+                let mounted = Instant::now();
                 let url = format!("{}/v1/chat/completions", server.uri());
                 for (body, len) in request_bodies.iter().zip(&response_lens) {
                     timed_post(&client, &url, body, *len).await;
                 }
+                let before_drop = Instant::now();
                 drop(server);
+                let done = Instant::now();
                 if measured {
-                    wm_full.push(started.elapsed());
+                    wm_full.push(done - started);
+                    wm_setup.push((mounted - started) + (done - before_drop));
                 }
             }
         }
@@ -817,18 +848,26 @@ async fn per_test_overhead(dir: &Path) -> Vec<Verdict> {
         "2. Per-test overhead: {OVERHEAD_INTERACTIONS}-interaction cassette ({}), ~2 KiB responses",
         bytes_human(size)
     ));
-    row("traceforge: start + load + finish (Mode::Replay, no calls)", &tf);
-    row("  of which Recorder::builder()...start()", &stats(&tf_start));
-    row("    of which storage::load of the cassette (measured alone)", &stats(&load_50));
-    row("  of which finish()", &stats(&tf_finish));
-    row("    of which dropping the loaded cassette (measured alone)", &stats(&drop_50));
-    row("  for scale: start + finish with no cassette file at all", &stats(&fixed));
-    row("wiremock: MockServer::start + mount 50 body_json mocks + drop", &wm);
-    let verdict = ratio_row("ratio traceforge / wiremock", &tf, &wm, 1.0);
-    note("Mode::Replay, not Strict: with no calls made, a strict finish reports 50 unused recordings as");
-    note("Err(Verification); replay mode runs the same start, load and finish path but passes.");
+    let (tf_strict, wm_setup) = (stats(&tf_strict), stats(&wm_setup));
+    println!("  a passing test, its {OVERHEAD_INTERACTIONS} calls made but not timed (this decides the target):");
+    row("  traceforge strict: start + load, then the strict finish", &tf_strict);
+    row("    of which Recorder::builder()...start()", &stats(&tf_strict_start));
+    row("    of which finish() (every recording used: passes)", &stats(&tf_strict_finish));
+    row("  wiremock: MockServer::start + mount 50 body_json mocks, then drop", &wm_setup);
+    let verdict = ratio_row("  ratio traceforge / wiremock", &tf_strict, &wm_setup, 1.0);
+    println!();
+    println!("  no calls at all (Mode::Replay: a strict finish with none made fails on 50 unused recordings):");
+    row("  traceforge: start + load + finish (Mode::Replay, no calls)", &tf);
+    row("    of which Recorder::builder()...start()", &stats(&tf_start));
+    row("      of which storage::load of the cassette (measured alone)", &stats(&load_50));
+    row("    of which finish() (lists the 50 unused recordings)", &stats(&tf_finish));
+    row("      of which dropping the loaded cassette (measured alone)", &stats(&drop_50));
+    row("    for scale: start + finish with no cassette file at all", &stats(&fixed));
+    row("  wiremock: MockServer::start + mount 50 body_json mocks + drop", &wm);
+    ratio_row("  ratio traceforge / wiremock (information)", &tf, &wm, 1.0);
     note("wiremock's MockServer::start takes a pooled server after the first (no new thread or listener),");
-    note("and a dropped server is reset when it is next taken; both costs are inside the loop.");
+    note("and a dropped server is reset when it is next taken; both costs are inside the loop. Recorders");
+    note("serve on pooled threads too, each with a runtime of its own.");
     println!();
     println!("  supplementary, a whole passing test with the {OVERHEAD_INTERACTIONS} calls made:");
     let (tf_full, wm_full) = (stats(&tf_full), stats(&wm_full));

@@ -34,8 +34,16 @@ fn event(i: usize) -> Bytes {
     ))
 }
 
+/// One event of 1 KiB exactly, for the large SSE body.
+fn big_event() -> Bytes {
+    let head = "data: {\"choices\":[{\"delta\":{\"content\":\"";
+    let tail = "\"},\"index\":0}],\"object\":\"chat.completion.chunk\"}\n\n";
+    Bytes::from(format!("{head}{}{tail}", "x".repeat(1024 - head.len() - tail.len())))
+}
+
 /// The bare upstream: `/sse?n=N` streams N events, one frame each, with no delay; `/blob` streams
-/// [`BIG_BODY`] bytes of `application/octet-stream`, generated 64 KiB at a time (never held whole).
+/// [`BIG_BODY`] bytes of `application/octet-stream`, generated 64 KiB at a time (never held whole),
+/// and `/sse-blob` as many bytes of 1 KiB server-sent events.
 fn bare_server() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     listener.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
@@ -69,6 +77,14 @@ async fn serve(request: Request<Incoming>) -> Result<Response<StreamBody<FrameSt
         (
             "application/octet-stream",
             Box::pin(futures_util::stream::iter((0..count).map(move |_| Ok(Frame::data(chunk.clone()))))),
+        )
+    } else if path.ends_with("/sse-blob") {
+        // The same size as an SSE stream of 1 KiB chat-completion chunks.
+        let event = big_event();
+        let count = BIG_BODY / event.len();
+        (
+            "text/event-stream",
+            Box::pin(futures_util::stream::iter((0..count).map(move |_| Ok(Frame::data(event.clone()))))),
         )
     } else {
         let n: usize = query.strip_prefix("n=").and_then(|n| n.parse().ok()).unwrap_or(20);
@@ -201,8 +217,13 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// One memory measurement, in this (child) process: prints `phase mib` lines.
+/// One memory measurement, in this (child) process: prints `phase mib` lines. `mode` is `direct`,
+/// `off`, `record` or `replay` for the binary body, `record-sse` or `replay-sse` for the SSE one.
 fn memory_child(mode: &str, cassette: &str) {
+    let (mode, blob) = match mode.strip_suffix("-sse") {
+        Some(mode) => (mode, "sse-blob"),
+        None => (mode, "blob"),
+    };
     let upstream = format!("http://{}/v1", bare_server());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -216,21 +237,21 @@ fn memory_child(mode: &str, cassette: &str) {
         let (rec, target) = match mode {
             "record" => {
                 let rec = recorder(path, Mode::Record, &upstream);
-                let url = format!("{}/blob", rec.url("openai"));
+                let url = format!("{}/{blob}", rec.url("openai"));
                 (Some(rec), url)
             }
             "replay" => {
                 let rec = recorder(path, Mode::Replay, "http://127.0.0.1:9/v1");
                 println!("loaded {}", (vm_hwm_kib() - base) / 1024);
-                let url = format!("{}/blob", rec.url("openai"));
+                let url = format!("{}/{blob}", rec.url("openai"));
                 (Some(rec), url)
             }
             "off" => {
                 let rec = recorder(path, Mode::Off, &upstream);
-                let url = format!("{}/blob", rec.url("openai"));
+                let url = format!("{}/{blob}", rec.url("openai"));
                 (Some(rec), url)
             }
-            _ => (None, format!("{upstream}/blob")),
+            _ => (None, format!("{upstream}/{blob}")),
         };
         let response = client.post(&target).send().await.unwrap_or_else(|e| panic!("{e}"));
         let mut stream = response.bytes_stream();
@@ -248,10 +269,19 @@ fn memory_child(mode: &str, cassette: &str) {
 }
 
 fn memory(dir: &std::path::Path) {
-    let cassette = dir.join("big.json");
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
     println!("peak memory (VmHWM growth over the child's baseline) for a {} MiB body:", BIG_BODY >> 20);
-    for mode in ["direct", "off", "record", "replay"] {
+    for mode in ["direct", "off", "record", "replay", "record-sse", "replay-sse"] {
+        if mode == "record-sse" {
+            println!("  the same size in 1 KiB server-sent events (information: events are stored as JSON values):");
+        }
+        let cassette = dir.join(if mode.ends_with("-sse") { "big-sse.json" } else { "big.json" });
+        let size = std::fs::metadata(&cassette).map_or(0, |m| m.len());
+        if mode.starts_with("replay") && size > traceforge::cassette::storage::MAX_CASSETTE_BYTES {
+            // Each event is stored as JSON, and the assembled answer repeats its text.
+            println!("  {mode:<10} not replayable: its cassette is {} MiB, over the load limit", size >> 20);
+            continue;
+        }
         let output = std::process::Command::new(&exe)
             .env("TF_BENCH_MEMORY", mode)
             .env("TF_BENCH_CASSETTE", &cassette)
@@ -264,9 +294,9 @@ fn memory(dir: &std::path::Path) {
             .map(|(phase, mib)| format!("{phase} {mib} MiB ({:.2}x body)", mib.parse::<f64>().unwrap_or(0.0) / 50.0))
             .collect();
         if !output.status.success() {
-            println!("  {mode:<8} failed: {}", String::from_utf8_lossy(&output.stderr));
+            println!("  {mode:<10} failed: {}", String::from_utf8_lossy(&output.stderr));
         }
-        println!("  {mode:<8} {}", phases.join(", "));
+        println!("  {mode:<10} {}", phases.join(", "));
     }
 }
 

@@ -34,6 +34,7 @@ pub mod miss;
 mod mode;
 pub mod provider;
 pub mod redact;
+mod secret_scan;
 #[cfg(feature = "semantic")]
 pub mod semantic;
 mod server;

@@ -228,7 +228,7 @@ mod tests {
     use serde_json::json;
 
     fn request(body: Value) -> RecordedRequest {
-        RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: body })
+        RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: body.into() })
     }
 
     #[test]

@@ -382,12 +382,12 @@ const PATTERNS: [(&str, &str); 8] = [
     ("PEM private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
 ];
 
-struct Scanner {
+pub(crate) struct Scanner {
     any: RegexSet,
     each: Vec<(&'static str, Regex)>,
 }
 
-fn scanner() -> Option<&'static Scanner> {
+pub(crate) fn scanner() -> Option<&'static Scanner> {
     static SCANNER: OnceLock<Option<Scanner>> = OnceLock::new();
     SCANNER
         .get_or_init(|| {
@@ -451,7 +451,7 @@ pub(crate) fn push_key(path: &mut String, key: &str) {
     }
 }
 
-fn check(text: &str, path: &str, scanner: &Scanner, allowed: &[String], findings: &mut Vec<SecretFinding>) {
+pub(crate) fn check(text: &str, path: &str, scanner: &Scanner, allowed: &[String], findings: &mut Vec<SecretFinding>) {
     if !scanner.any.is_match(text) || is_allowed(path, allowed) {
         return;
     }

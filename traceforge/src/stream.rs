@@ -7,9 +7,17 @@ use serde_json::Value;
 
 /// One server-sent event. `data` holds the payload when it is JSON (stored as structure, so
 /// diffs stay readable); `text` holds it otherwise (e.g. OpenAI's `[DONE]`).
+// Fields in sorted order: a cassette is written with its keys sorted, field by field as declared.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SseEvent {
+    /// The payload, when it parses as JSON.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::cassette::json::serialize_sorted"
+    )]
+    pub data: Option<Value>,
     /// The `event:` field, e.g. Anthropic's `content_block_delta`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
@@ -19,9 +27,6 @@ pub struct SseEvent {
     /// The `retry:` field, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<u64>,
-    /// The payload, when it parses as JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
     /// The payload, when it is not JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,

@@ -246,12 +246,12 @@ mod tests {
     fn an_excerpt_names_the_model_and_the_last_user_message_cut_short() {
         let long = format!("Summarise this: {}", "lorem ipsum ".repeat(20));
         let json = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": long}]});
-        let excerpt = request_excerpt(&request(Body::Json { json })).unwrap_or_default();
+        let excerpt = request_excerpt(&request(Body::Json { json: json.into() })).unwrap_or_default();
         assert!(excerpt.starts_with("model \"gpt-4o-mini\", last user message \"Summarise this: lorem"), "{excerpt}");
         assert!(excerpt.ends_with("\"…") && excerpt.chars().count() < 110, "{excerpt}");
         let json = json!({"input": "ownership"});
-        assert_eq!(request_excerpt(&request(Body::Json { json })).as_deref(), Some("input \"ownership\""));
-        assert_eq!(request_excerpt(&request(Body::Json { json: json!({"n": 1}) })), None);
+        assert_eq!(request_excerpt(&request(Body::Json { json: json.into() })).as_deref(), Some("input \"ownership\""));
+        assert_eq!(request_excerpt(&request(Body::Json { json: json!({"n": 1}).into() })), None);
         assert_eq!(request_excerpt(&request(Body::Empty)), None);
     }
 }

@@ -31,7 +31,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 fn request(body: Value) -> RecordedRequest {
-    RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: body })
+    RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: body.into() })
 }
 
 /// The same value with every object's keys in reverse order, rendered with odd whitespace.

@@ -6,20 +6,23 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::binary::{Base64, DecodedPieces};
+use super::canonical::sha256_hex;
+use super::json::Json;
 use crate::provider::{Answer, Assembled};
 use crate::stream::{self, SseEvent};
 
-/// A request or response body.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+/// A request or response body. In a cassette, an object whose `kind` names the variant (see
+/// `body_serde.rs` for how it is read and written).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum Body {
     /// No body.
     #[default]
     Empty,
     /// A JSON document, stored as JSON.
     Json {
-        /// The document.
-        json: Value,
+        /// The document, parsed when first looked into (`Json::from(value)` builds one).
+        json: Json,
     },
     /// UTF-8 text that is not JSON.
     Text {
@@ -28,8 +31,8 @@ pub enum Body {
     },
     /// Bytes that are not text (audio, images), base64-encoded: how response bodies are stored.
     Binary {
-        /// Standard base64 of the bytes.
-        base64: String,
+        /// Standard base64 of the bytes (shared, not copied: see [`Base64`]).
+        base64: Base64,
     },
     /// Bytes that are not text, stored as their hash and size only: how request bodies are
     /// stored (the recorder matches them, it never sends them back).
@@ -50,14 +53,11 @@ pub enum Body {
         /// The events in the order they arrived.
         events: Vec<SseEvent>,
         /// `false` when the upstream cut the stream off; replay then cuts it off too.
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
         complete: bool,
         /// The answer's text and tool calls, for people reading the diff; ignored on replay.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         assembled: Option<Assembled>,
         /// Milliseconds from the response headers to each event, when recorded with
         /// `RecorderBuilder::record_offsets(true)`; used by recorded pacing.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         offsets_ms: Option<Vec<u64>>,
     },
     /// A newline-delimited JSON stream (Ollama), one entry per line.
@@ -65,65 +65,61 @@ pub enum Body {
         /// The lines in order.
         lines: Vec<Value>,
         /// `false` when the upstream cut the stream off.
-        #[serde(default = "yes", skip_serializing_if = "is_true")]
         complete: bool,
         /// As for `Sse`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         assembled: Option<Assembled>,
         /// As for `Sse`, one per line.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         offsets_ms: Option<Vec<u64>>,
     },
 }
 
 /// One part of a multipart request body.
+// Fields in sorted order: a cassette is written with its keys sorted, field by field as declared.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Part {
-    /// The form field's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// The uploaded file's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filename: Option<String>,
     /// The part's `Content-Type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
-    /// The value of a text field (no file name, valid UTF-8).
+    /// The uploaded file's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    pub filename: Option<String>,
+    /// The form field's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// sha256 of a file's bytes, lowercase hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// A file's size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn is_true(value: &bool) -> bool {
-    *value
+    /// The value of a text field (no file name, valid UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// How a stored body goes back on the wire.
 pub(crate) enum ReplayBody {
     /// In one piece.
     Full(Bytes),
+    /// A binary body, decoded piece by piece as it is sent.
+    Pieces(DecodedPieces),
     /// As a stream of chunks; when `complete` is false the connection is reset after the last.
     /// `offsets_ms`, when recorded, holds each chunk's arrival time for recorded pacing.
     Chunks { chunks: Vec<Bytes>, complete: bool, offsets_ms: Option<Vec<u64>> },
 }
 
-fn media_type(content_type: Option<&str>) -> String {
-    content_type.and_then(|ct| ct.split(';').next()).map(|ct| ct.trim().to_ascii_lowercase()).unwrap_or_default()
-}
+/// The size of the pieces a binary body is decoded and sent in.
+const REPLAY_PIECE: usize = 64 * 1024;
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest as _, Sha256};
-    hex::encode(Sha256::digest(bytes))
+/// The media type of a `Content-Type`, lower case (borrowed when it already is).
+fn media_type(content_type: Option<&str>) -> std::borrow::Cow<'_, str> {
+    let media = content_type.and_then(|ct| ct.split(';').next()).map_or("", str::trim);
+    if media.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(media.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(media)
+    }
 }
 
 impl Body {
@@ -140,7 +136,7 @@ impl Body {
             let (events, leftover) = stream::parse_sse(bytes);
             return Body::Sse { events, complete: complete && !leftover, assembled: None, offsets_ms: None };
         }
-        if matches!(media.as_str(), "application/x-ndjson" | "application/ndjson" | "application/jsonl") {
+        if matches!(media.as_ref(), "application/x-ndjson" | "application/ndjson" | "application/jsonl") {
             let (lines, leftover) = stream::parse_ndjson(bytes);
             return Body::Ndjson { lines, complete: complete && !leftover, assembled: None, offsets_ms: None };
         }
@@ -159,13 +155,13 @@ impl Body {
                     media.contains("json") || (media.is_empty() && text.trim_start().starts_with(['{', '[']));
                 if looks_json {
                     if let Ok(json) = serde_json::from_slice::<Value>(bytes) {
-                        return Body::Json { json };
+                        return Body::Json { json: json.into() };
                     }
                 }
                 return Body::Text { text: text.to_owned() };
             }
         }
-        Body::Binary { base64: base64::engine::general_purpose::STANDARD.encode(bytes) }
+        Body::Binary { base64: base64::engine::general_purpose::STANDARD.encode(bytes).into() }
     }
 
     /// Whether a body of this content type is stored as [`Body::Binary`] whatever its bytes: a
@@ -176,20 +172,6 @@ impl Body {
             || media.starts_with("text/")
             || media.contains("json")
             || media == "application/x-www-form-urlencoded")
-    }
-
-    /// [`Body::Binary`] from the chunks of a body of `length` bytes, encoding each chunk and
-    /// dropping it before the next, so the raw bytes and their base64 are never both held whole.
-    pub(crate) fn binary_from_chunks(chunks: Vec<Bytes>, length: usize) -> Body {
-        use std::io::Write as _;
-        let engine = &base64::engine::general_purpose::STANDARD;
-        let mut writer =
-            base64::write::EncoderStringWriter::from_consumer(String::with_capacity(length.div_ceil(3) * 4), engine);
-        for chunk in chunks {
-            // Writing into a String cannot fail.
-            let _ = writer.write_all(&chunk);
-        }
-        Body::Binary { base64: writer.into_inner() }
     }
 
     /// Classifies a request body. As [`Body::from_bytes`], except that bytes that are not text
@@ -212,7 +194,7 @@ impl Body {
     pub(crate) fn assemble(&mut self) {
         let answer = Answer::from_body(self);
         if let Body::Sse { assembled, .. } | Body::Ndjson { assembled, .. } = self {
-            *assembled = answer.and_then(|a| a.assembled());
+            *assembled = answer.and_then(Answer::into_assembled);
         }
     }
 
@@ -227,11 +209,13 @@ impl Body {
     pub(crate) fn replay(&self) -> ReplayBody {
         match self {
             Body::Empty => ReplayBody::Full(Bytes::new()),
-            Body::Json { json } => ReplayBody::Full(Bytes::from(serde_json::to_vec(json).unwrap_or_default())),
+            Body::Json { json } => ReplayBody::Full(json.compact()),
             Body::Text { text } => ReplayBody::Full(Bytes::from(text.clone())),
-            Body::Binary { base64 } => ReplayBody::Full(Bytes::from(
-                base64::engine::general_purpose::STANDARD.decode(base64).unwrap_or_default(),
-            )),
+            // Text that is not valid base64 replays as no body, as it always has.
+            Body::Binary { base64 } => match base64.decoded_pieces(REPLAY_PIECE) {
+                Some(pieces) => ReplayBody::Pieces(pieces),
+                None => ReplayBody::Full(Bytes::new()),
+            },
             // Request-only kinds: never replayed, a client would only see their summary.
             Body::Digest { .. } | Body::Multipart { .. } => ReplayBody::Full(Bytes::new()),
             Body::Sse { events, complete, offsets_ms, .. } => ReplayBody::Chunks {
@@ -318,7 +302,7 @@ mod tests {
     fn classifies_by_content_type_and_content() {
         assert_eq!(
             Body::from_bytes(Some("application/json; charset=utf-8"), br#"{"a":1}"#, true),
-            Body::Json { json: json!({"a": 1}) }
+            Body::Json { json: json!({"a": 1}).into() }
         );
         assert_eq!(Body::from_bytes(Some("text/plain"), b"hi", true), Body::Text { text: "hi".into() });
         assert!(matches!(Body::from_bytes(Some("audio/mpeg"), &[0, 159, 146, 150], true), Body::Binary { .. }));
@@ -332,18 +316,14 @@ mod tests {
     #[test]
     fn binary_round_trips() {
         let bytes = [0u8, 255, 1, 2, 3];
-        match Body::from_bytes(Some("application/octet-stream"), &bytes, true).replay() {
-            ReplayBody::Full(out) => assert_eq!(&out[..], &bytes),
-            ReplayBody::Chunks { .. } => panic!("binary bodies replay in one piece"),
-        }
-    }
-
-    #[test]
-    fn binary_from_chunks_matches_base64_of_the_whole() {
-        let whole: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 256) as u8).collect();
-        let chunks: Vec<Bytes> = whole.chunks(77).map(Bytes::copy_from_slice).collect();
+        let body = Body::from_bytes(Some("application/octet-stream"), &bytes, true);
         assert!(Body::is_binary_media(Some("audio/mpeg")) && !Body::is_binary_media(Some("application/json")));
-        assert_eq!(Body::binary_from_chunks(chunks, whole.len()), Body::from_bytes(Some("audio/mpeg"), &whole, true));
+        match body.replay() {
+            ReplayBody::Pieces(pieces) => assert_eq!(pieces.flat_map(|p| p.to_vec()).collect::<Vec<u8>>(), bytes),
+            _ => panic!("binary bodies replay decoded piece by piece"),
+        }
+        let broken = Body::Binary { base64: "not base64!".into() };
+        assert!(matches!(broken.replay(), ReplayBody::Full(bytes) if bytes.is_empty()));
     }
 
     #[test]

@@ -70,18 +70,33 @@ fn sample_cassette() -> String {
         body,
     };
     let bodies = [
-        Body::Json { json: serde_json::json!({"model": "m", "temperature": 0.7, "n": [1, -2, 3.5e-7]}) },
+        Body::Json { json: serde_json::json!({"model": "m", "temperature": 0.7, "n": [1, -2, 3.5e-7]}).into() },
         Body::Text { text: "plain é\u{1F600}".into() },
         Body::Binary { base64: "AJ+Slg==".into() },
         Body::Sse {
-            events: vec![SseEvent {
-                event: Some("delta".into()),
-                data: Some(serde_json::json!({"a": 1})),
-                ..SseEvent::default()
-            }],
+            events: vec![
+                SseEvent {
+                    event: Some("delta".into()),
+                    data: Some(serde_json::json!({"a": 1, "key": "sk-proj-abcdefghijklmnopqrstuvwxyz"})),
+                    ..SseEvent::default()
+                },
+                SseEvent {
+                    id: Some("7".into()),
+                    retry: Some(3000),
+                    text: Some("[DONE]".into()),
+                    ..SseEvent::default()
+                },
+            ],
             complete: false,
-            assembled: None,
-            offsets_ms: None,
+            assembled: Some(crate::provider::Assembled {
+                text: "Hi".into(),
+                tool_calls: vec![crate::provider::ToolCall {
+                    id: Some("call_1".into()),
+                    name: "f".into(),
+                    arguments: "{}".into(),
+                }],
+            }),
+            offsets_ms: Some(vec![0, 5]),
         },
         Body::Ndjson {
             lines: vec![serde_json::json!({"done": true}), Value::String("x".into())],
@@ -89,6 +104,17 @@ fn sample_cassette() -> String {
             assembled: None,
             offsets_ms: None,
         },
+        Body::Multipart {
+            parts: vec![super::Part {
+                content_type: Some("audio/wav".into()),
+                filename: Some("a.wav".into()),
+                name: Some("file".into()),
+                sha256: Some("00".into()),
+                size: Some(6),
+                text: Some("t".into()),
+            }],
+        },
+        Body::Digest { sha256: "ab".into(), size: 2 },
         Body::Empty,
     ];
     let interactions = bodies
@@ -106,7 +132,10 @@ fn sample_cassette() -> String {
             }
         })
         .collect();
-    let file = CassetteFile { format_version: super::FORMAT_VERSION, interactions, ..CassetteFile::default() };
+    let interactions: Vec<Interaction> = interactions;
+    let order = interactions.iter().map(|i| i.key.clone()).collect();
+    let key_rules = crate::matching::KeyRules { ignore_paths: vec!["$.user".into()], normalisers: Vec::new() };
+    let file = CassetteFile { format_version: super::FORMAT_VERSION, interactions, order, key_rules };
     to_pretty_json(&file).map(|(_, text)| text).unwrap_or_default()
 }
 
@@ -170,9 +199,20 @@ fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
     bytes
 }
 
-/// A parsed cassette writes back to text that parses to the same cassette.
+/// How a cassette was first written: through a sorted `Value` of the whole file. The streaming
+/// writer must produce exactly these bytes.
+fn reference_text(file: &CassetteFile) -> Result<String, TestCaseError> {
+    let value = super::canonical::sorted(serde_json::to_value(file).map_err(|e| TestCaseError::fail(e.to_string()))?);
+    let text = serde_json::to_string_pretty(&value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    Ok(text + "\n")
+}
+
+/// A parsed cassette writes back to text that parses to the same cassette, byte for byte as
+/// it was always written, and the secret scan finds there what it finds in the `Value`.
 fn round_trips(file: &CassetteFile) -> Result<(), TestCaseError> {
-    let (_, text) = to_pretty_json(file).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let (value, text) = to_pretty_json(file).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&text, &reference_text(file)?);
+    prop_assert_eq!(crate::secret_scan::scan_serialized(file, &[]), crate::redact::scan(&value, &[]));
     let again = parse(Path::new("again.json"), text.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&again, file);
     Ok(())
@@ -191,7 +231,10 @@ fn check_reader(bytes: &[u8]) -> Result<(), TestCaseError> {
 #[test]
 fn the_cassette_reader_never_panics_on_mutated_cassettes() {
     let sample = sample_cassette().into_bytes();
-    assert!(parse(Path::new("sample.json"), &sample).is_ok());
+    match parse(Path::new("sample.json"), &sample) {
+        Ok(file) => assert!(round_trips(&file).is_ok(), "the sample does not round-trip"),
+        Err(error) => panic!("{error}"),
+    }
     fuzz("reader/mutated", prop::collection::vec(edit(), 1..6), |edits| check_reader(&apply(sample.clone(), &edits)));
 }
 
@@ -270,6 +313,9 @@ fn the_canonicaliser_never_panics_and_its_keys_survive_a_save_and_load() {
         let key = request_key(&request);
         prop_assert_eq!(key.len(), 64);
         prop_assert_eq!(&key, &request_key(&canonical_request(&input, &match_headers, &scrubber)), "deterministic");
+        // The key written field by field is the key of the request serialized as a whole.
+        let as_value = serde_json::to_value(&request).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&key, &super::canonical::sha256_hex(super::canonical::canonical_json(&as_value).as_bytes()));
         prop_assert!(!request.headers.contains_key("authorization"), "a secret header was kept");
         prop_assert!(request.path.starts_with('/') && !request.path.contains("//"));
 
@@ -375,4 +421,22 @@ fn a_float_reads_back_exactly_and_keeps_its_key() {
     verify_keys(Path::new("float.json"), &loaded, &crate::matching::Matcher::default())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded, file);
+}
+
+#[test]
+fn a_stored_document_replays_as_the_bytes_its_value_serializes_to() {
+    // Read from pretty text (as saved), compact text, and text with keys reversed (hand-edited):
+    // the compact form is what `serde_json::to_vec` writes for the value, whatever the spelling.
+    fuzz("json/compact", json_value(), |value| {
+        let expected = serde_json::to_vec(&value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut reversed = String::new();
+        write_reversed(&value, &mut reversed);
+        let pretty = serde_json::to_string_pretty(&value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for text in [pretty, value.to_string(), reversed] {
+            let json: super::Json = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&json.compact()[..], &expected[..], "{}", text);
+            prop_assert_eq!(json.value(), &value);
+        }
+        Ok(())
+    });
 }

@@ -1,17 +1,22 @@
 //! The cassette: what is stored for each interaction, how a request becomes its key, and how
 //! cassette files are read and written safely.
 
+pub(crate) mod binary;
 pub(crate) mod body;
+mod body_serde;
 pub mod canonical;
 #[cfg(test)]
 mod fuzz_tests;
+pub(crate) mod json;
 pub mod storage;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use binary::Base64;
 pub use body::{Body, Part};
+pub use json::Json;
 
 use crate::matching::KeyRules;
 
@@ -19,6 +24,7 @@ use crate::matching::KeyRules;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// A whole cassette file.
+// Fields in sorted order: a cassette is written with its keys sorted, field by field as declared.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CassetteFile {
@@ -26,14 +32,14 @@ pub struct CassetteFile {
     pub format_version: u32,
     /// One entry per distinct request, sorted by key.
     pub interactions: Vec<Interaction>,
-    /// With the `sequence` strategy only: the key of each call, in the order the calls
-    /// completed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub order: Vec<String>,
     /// The matching rules the keys were computed under, when they are not the defaults. A run
     /// whose rules differ recomputes the keys; one with the same rules trusts them (fast load).
     #[serde(default, skip_serializing_if = "KeyRules::is_default")]
     pub key_rules: KeyRules,
+    /// With the `sequence` strategy only: the key of each call, in the order the calls
+    /// completed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<String>,
 }
 
 /// A distinct request and the responses it received, in the order they were recorded: the
@@ -51,29 +57,30 @@ pub struct Interaction {
 }
 
 /// The canonical, secret-free form of a request.
+// Fields in sorted order: a cassette is written with its keys sorted, field by field as declared.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedRequest {
+    /// The request body; JSON is stored as structure.
+    #[serde(default, skip_serializing_if = "Body::is_empty")]
+    pub body: Body,
+    /// Only the headers that take part in matching (e.g. `anthropic-version`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
     /// HTTP method, upper case.
     pub method: String,
-    /// The upstream's name (not its URL, so a cassette replays whatever the base URL).
-    pub upstream: String,
     /// The path below the upstream's base URL, e.g. `/chat/completions`.
     pub path: String,
     /// Query parameters, sorted by name, secrets removed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub query: BTreeMap<String, Vec<String>>,
-    /// Only the headers that take part in matching (e.g. `anthropic-version`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// The request body; JSON is stored as structure.
-    #[serde(default, skip_serializing_if = "Body::is_empty")]
-    pub body: Body,
+    /// The upstream's name (not its URL, so a cassette replays whatever the base URL).
+    pub upstream: String,
 }
 
 impl RecordedRequest {
     /// A request with no query and no matched headers, e.g. for building cassettes in code:
-    /// `RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json })`.
+    /// `RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: value.into() })`.
     pub fn new(method: &str, upstream: &str, path: &str, body: Body) -> RecordedRequest {
         RecordedRequest {
             method: method.to_ascii_uppercase(),
@@ -102,15 +109,16 @@ impl RecordedRequest {
 }
 
 /// One recorded answer.
+// Fields in sorted order: a cassette is written with its keys sorted, field by field as declared.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedResponse {
-    /// HTTP status code.
-    pub status: u16,
-    /// Response headers worth replaying (volatile and hop-by-hop ones are dropped).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
     /// The body, decoded; streamed bodies as a list of events.
     #[serde(default, skip_serializing_if = "Body::is_empty")]
     pub body: Body,
+    /// Response headers worth replaying (volatile and hop-by-hop ones are dropped).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// HTTP status code.
+    pub status: u16,
 }

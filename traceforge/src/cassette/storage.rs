@@ -7,12 +7,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize as _};
 use serde_json::Value;
 
 use super::{canonical, CassetteFile, Interaction, FORMAT_VERSION};
 use crate::error::{Error, Result};
-use crate::redact;
 
 /// The largest cassette [`load`] reads: 100 MiB. A cassette is meant to be reviewed in a diff;
 /// anything larger is refused before it is read, so a hostile or runaway file costs neither
@@ -23,9 +22,16 @@ pub const MAX_CASSETTE_BYTES: u64 = 100 * 1024 * 1024;
 /// stops it being read, with the path and the parse position.
 pub fn load(path: &Path) -> Result<Option<CassetteFile>> {
     match read_bytes(path)? {
-        Some(bytes) => parse(path, &bytes).map(Some),
+        Some(bytes) => parse_owned(path, bytes).map(Some),
         None => Ok(None),
     }
+}
+
+/// [`parse`], keeping each large binary body as the part of `bytes` that holds it instead of
+/// copying it: what loading for a run uses.
+pub fn parse_owned(path: &Path, bytes: Vec<u8>) -> Result<CassetteFile> {
+    let bytes = bytes::Bytes::from(bytes);
+    super::binary::reading_from(&bytes, || parse(path, &bytes))
 }
 
 /// The bytes of a cassette file, without parsing them: `Ok(None)` when it does not exist, and
@@ -39,7 +45,9 @@ pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
     };
     // Read at most one byte past the limit, whatever the metadata says (the file may be growing,
     // or be a device that never ends).
-    let mut bytes = Vec::new();
+    // Room for the whole file up front (the metadata is only a hint): read once, never regrown.
+    let expected = file.metadata().map_or(0, |m| m.len()).min(MAX_CASSETTE_BYTES);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0) + 1);
     file.take(MAX_CASSETTE_BYTES + 1).read_to_end(&mut bytes).map_err(read_error)?;
     if bytes.len() as u64 > MAX_CASSETTE_BYTES {
         return Err(Error::CassetteTooLarge { path: path.to_owned(), limit: MAX_CASSETTE_BYTES });
@@ -50,7 +58,7 @@ pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
 /// sha256 of a cassette's bytes, lowercase hex: what a usage record remembers of the version
 /// a run loaded (see [`crate::usage`]).
 pub fn digest(bytes: &[u8]) -> String {
-    super::body::sha256_hex(bytes)
+    super::canonical::sha256_hex(bytes)
 }
 
 /// Parses cassette bytes; `path` is only used in errors.
@@ -72,7 +80,13 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<CassetteFile> {
         found: found.map_or_else(|| "missing".to_owned(), |v| v.to_string()),
         supported: FORMAT_VERSION,
     };
-    let file: CassetteFile = match serde_json::from_slice(bytes) {
+    // Valid UTF-8 is checked once, up front, rather than string by string (the same parser and
+    // errors; invalid bytes are left to `from_slice`, which says where they are).
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<CassetteFile>(text),
+        Err(_) => serde_json::from_slice::<CassetteFile>(bytes),
+    };
+    let file = match parsed {
         Ok(file) => file,
         Err(error) => {
             return Err(match serde_json::from_slice::<Header>(bytes) {
@@ -98,7 +112,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<CassetteFile> {
 /// Integrity rules beyond the JSON shape.
 fn validate(path: &Path, file: &CassetteFile) -> Result<()> {
     let invalid = |message: String| Error::CassetteInvalid { path: path.to_owned(), message };
-    let mut seen = BTreeMap::new();
+    // Hashed, not ordered: a 10,000-interaction cassette is checked in linear time.
+    let mut seen = std::collections::HashMap::with_capacity(file.interactions.len());
     for (index, interaction) in file.interactions.iter().enumerate() {
         if interaction.key.len() != 64
             || !interaction.key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -142,10 +157,19 @@ pub fn verify_keys(path: &Path, file: &CassetteFile, matcher: &crate::matching::
 
 /// The text of a cassette as written: pretty-printed, keys sorted at every level, a final newline.
 pub fn to_pretty_json(file: &CassetteFile) -> serde_json::Result<(Value, String)> {
+    let mut text = Vec::new();
+    write_pretty(file, &mut text).map_err(serde_json::Error::io)?;
     let value = canonical::sorted(serde_json::to_value(file)?);
-    let mut text = serde_json::to_string_pretty(&value)?;
-    text.push('\n');
-    Ok((value, text))
+    Ok((value, String::from_utf8(text).unwrap_or_default()))
+}
+
+/// Writes the text of a cassette (see [`to_pretty_json`]) into `writer` as it serializes,
+/// holding nothing but the cassette itself: the types write their fields in sorted order and
+/// JSON values are sorted as they are written.
+pub fn write_pretty(file: &CassetteFile, mut writer: impl io::Write) -> io::Result<()> {
+    // An I/O error comes back as itself (a full disk stays ENOSPC).
+    file.serialize(&mut serde_json::Serializer::pretty(&mut writer)).map_err(io::Error::from)?;
+    writer.write_all(b"\n")
 }
 
 /// The sidecar lock file of a cassette: `.<name>.lock` beside it. It is never renamed over,
@@ -282,12 +306,13 @@ fn write_locked(
     merged.format_version = FORMAT_VERSION;
     merged.interactions.sort_by(|a, b| a.key.cmp(&b.key));
 
-    let (value, text) = to_pretty_json(&merged).map_err(|e| write_error(path, "serialize")(io::Error::other(e)))?;
-    let findings = redact::scan(&value, &options.allowed_secret_paths);
+    // Scanned and written as it serializes: no second copy of the cassette in memory.
+    let findings = crate::secret_scan::scan_serialized(&merged, &options.allowed_secret_paths);
     if !findings.is_empty() {
         return Err(Error::SecretDetected { path: path.to_owned(), findings });
     }
-    write_atomically(path, text.as_bytes())?;
+    replace_file_with(path, Durability::Fsync, |writer| write_pretty(&merged, writer))
+        .map_err(|(action, source)| Error::CassetteWrite { path: path.to_owned(), action, source })?;
     drop(lock); // closing the file releases the lock
     Ok(Some(merged))
 }
@@ -336,11 +361,22 @@ pub(crate) enum Durability {
 
 /// [`write_atomically`], for any file: the error says which step failed.
 pub(crate) fn replace_file(path: &Path, bytes: &[u8], durability: Durability) -> std::result::Result<(), StepError> {
+    replace_file_with(path, durability, |writer| writer.write_all(bytes))
+}
+
+/// [`replace_file`], with the contents written by `write` (through a buffer).
+pub(crate) fn replace_file_with(
+    path: &Path,
+    durability: Durability,
+    write: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
+) -> std::result::Result<(), StepError> {
     let temp = sibling(path, &format!("{}{}-{:016x}", temp_prefix(path), std::process::id(), rand::random::<u64>()));
     let result = (|| {
-        let mut file =
+        let file =
             OpenOptions::new().write(true).create_new(true).open(&temp).map_err(|e| ("create the temp file", e))?;
-        file.write_all(bytes).map_err(|e| ("write the temp file", e))?;
+        let mut writer = io::BufWriter::with_capacity(64 * 1024, &file);
+        write(&mut writer).and_then(|()| writer.flush()).map_err(|e| ("write the temp file", e))?;
+        drop(writer);
         if durability == Durability::Fsync {
             file.sync_all().map_err(|e| ("fsync the temp file", e))?;
         }

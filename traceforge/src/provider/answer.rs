@@ -31,15 +31,16 @@ pub enum WireFormat {
 }
 
 /// One tool (function) call the model asked for, its arguments assembled from the deltas.
+// Fields in sorted order: a cassette is written with its keys sorted, field by field as declared.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The arguments as the model wrote them: a JSON document as text.
+    pub arguments: String,
     /// The call's id (`call_…`, `toolu_…`), when the provider gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The tool's name.
     pub name: String,
-    /// The arguments as the model wrote them: a JSON document as text.
-    pub arguments: String,
 }
 
 impl ToolCall {
@@ -204,7 +205,13 @@ impl Answer {
 
     /// The text and tool calls, as stored beside streamed events for people reading the diff.
     pub fn assembled(&self) -> Option<Assembled> {
-        let assembled = Assembled { text: self.text.clone(), tool_calls: self.tool_calls.clone() };
+        self.clone().into_assembled()
+    }
+
+    /// [`Answer::assembled`], moving the text rather than copying it (a long answer's text is
+    /// as large as the stream's).
+    pub(crate) fn into_assembled(self) -> Option<Assembled> {
+        let assembled = Assembled { text: self.text, tool_calls: self.tool_calls };
         (!assembled.text.is_empty() || !assembled.tool_calls.is_empty()).then_some(assembled)
     }
 }

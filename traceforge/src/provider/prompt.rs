@@ -13,7 +13,7 @@ use crate::cassette::{Body, RecordedRequest};
 /// use traceforge::provider::Prompt;
 /// let json = serde_json::json!({"model": "gpt-4o-mini", "messages": [
 ///     {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}]});
-/// let prompt = Prompt::from_request(&RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json }));
+/// let prompt = Prompt::from_request(&RecordedRequest::new("POST", "openai", "/chat/completions", Body::Json { json: json.into() }));
 /// assert_eq!(prompt.model.as_deref(), Some("gpt-4o-mini"));
 /// assert_eq!(prompt.messages[1].text, "Capital of France?");
 /// ```
@@ -220,7 +220,7 @@ mod tests {
             "POST",
             "gemini",
             "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
-            Body::Json { json },
+            Body::Json { json: json.into() },
         );
         let prompt = Prompt::from_request(&request);
         assert_eq!(prompt.model.as_deref(), Some("gemini-2.0-flash"));

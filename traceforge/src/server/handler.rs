@@ -11,6 +11,7 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt as _, Full, Limited, St
 use hyper::body::{Frame, Incoming};
 
 use super::Shared;
+use crate::cassette::binary::{DecodedPieces, Encoder};
 use crate::cassette::body::ReplayBody;
 use crate::cassette::canonical::{canonical_request, RawRequest};
 use crate::cassette::{Body, RecordedRequest, RecordedResponse};
@@ -78,7 +79,7 @@ pub(crate) async fn handle(
 
 async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<ResponseBody> {
     let (parts, body) = request.into_parts();
-    let full_path = parts.uri.path().to_owned();
+    let full_path = parts.uri.path();
     if full_path == "/_traceforge/health" {
         return json_response(
             StatusCode::OK,
@@ -96,7 +97,11 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
     }
     let trimmed = full_path.trim_start_matches('/');
     let (name, rest) = trimmed.split_once('/').map_or((trimmed, ""), |(n, r)| (n, r));
-    let Some(upstream) = shared.upstreams.get(&name.to_ascii_lowercase()).cloned() else {
+    let found = match shared.upstreams.get(name) {
+        Some(upstream) => Some(upstream),
+        None => shared.upstreams.get(&name.to_ascii_lowercase()),
+    };
+    let Some(upstream) = found else {
         let known: Vec<&str> = shared.upstreams.keys().map(String::as_str).collect();
         let message = format!(
             "traceforge: no upstream named `{name}` (configured: {}); point the client at Cassette::url(name)",
@@ -109,6 +114,9 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
             &message,
         );
     };
+    if shared.is_finished() {
+        return finished_response(shared, upstream);
+    }
     let rest_path = format!("/{rest}");
 
     let body = match Limited::new(body, shared.settings.max_body_bytes).collect().await {
@@ -129,7 +137,7 @@ async fn answer(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
     // From here the request is whole: `finish` waits for its response to be sent. (A request
     // whose body never arrives is not waited for.)
     let in_flight = shared.enter_in_flight();
-    let response = respond(shared, &parts, &upstream, &rest_path, body).await;
+    let response = respond(shared, &parts, upstream, &rest_path, body).await;
     response.map(|body| {
         UnsyncBoxBody::new(body.map_frame(move |frame| {
             let _sending = &in_flight; // dropped with the body, once hyper is done with it
@@ -165,7 +173,7 @@ async fn respond(
         Mode::Off => false,
         Mode::Record => true,
         Mode::Replay | Mode::Strict | Mode::Auto => {
-            let mut session = shared.lock_session();
+            let Some(mut session) = shared.open_session() else { return finished_response(shared, upstream) };
             match session.lookup(&key, &canonical, shared.mode) {
                 Lookup::Hit(response) => {
                     return replay_response(response, &shared.settings.scrubber, shared.settings.stream.pacing)
@@ -187,6 +195,13 @@ async fn respond(
     };
     let recording = forward_and_record.then_some((key, canonical));
     forward(shared, upstream, parts, rest_path, body, recording).await
+}
+
+/// The answer to a request that arrives after the test finished its recorder.
+fn finished_response(shared: &Shared, upstream: &Upstream) -> Response<ResponseBody> {
+    let message =
+        format!("traceforge: the recorder for {} has finished; start a new one", shared.cassette_path.display());
+    error_response(upstream.provider, StatusCode::SERVICE_UNAVAILABLE, "traceforge_finished", &message)
 }
 
 /// Whether a call beyond the recording must fail even in `auto` (`on_exhausted(Error)`).
@@ -224,6 +239,7 @@ fn replay_response(
     let body = restored.as_ref().unwrap_or(&recorded.body);
     let mut response = Response::new(match body.replay() {
         ReplayBody::Full(bytes) => full(bytes),
+        ReplayBody::Pieces(pieces) => UnsyncBoxBody::new(Pieces(pieces)),
         ReplayBody::Chunks { chunks, complete, offsets_ms } => {
             // One frame per event. After each frame the stream yields once, so that hyper writes
             // and flushes it before it polls the next. Without this, the client still reads one
@@ -286,11 +302,13 @@ async fn forward(
         None => url.clone(),
     };
     let fail = |shared: &Shared, error: String| {
-        shared.lock_session().upstream_failures.push(UpstreamFailure {
-            summary: summary.clone(),
-            url: url.clone(),
-            error: error.clone(),
-        });
+        if let Some(mut session) = shared.open_session() {
+            session.upstream_failures.push(UpstreamFailure {
+                summary: summary.clone(),
+                url: url.clone(),
+                error: error.clone(),
+            });
+        }
         let message = format!("traceforge: upstream `{}` failed for {summary}: {error}", upstream.name);
         error_response(upstream.provider, StatusCode::BAD_GATEWAY, "traceforge_upstream_error", &message)
     };
@@ -350,7 +368,9 @@ async fn forward(
     let content_type = stored_headers.get("content-type").cloned();
     let recording = match recording {
         Some(_) if !shared.settings.record_errors.records(status.as_u16()) => {
-            shared.lock_session().not_recorded.push(format!("{summary}: {status}"));
+            if let Some(mut session) = shared.open_session() {
+                session.not_recorded.push(format!("{summary}: {status}"));
+            }
             None
         }
         other => other,
@@ -363,9 +383,15 @@ async fn forward(
     tokio::spawn(async move {
         let _in_flight = in_flight;
         let started = std::time::Instant::now();
+        // A binary body is base64-encoded as it arrives, each chunk freed once encoded: the
+        // recording is never the raw bytes and their base64 at once.
+        let mut encoder = recording
+            .as_ref()
+            .filter(|_| Body::is_binary_media(content_type.as_deref()))
+            .map(|_| Encoder::new(upstream_response.content_length()));
         let mut chunks = upstream_response.bytes_stream();
-        // The copy is the upstream's own chunks (reference-counted, not copied), with the total
-        // length and arrival time after each: joined once at the end, whatever the body's size.
+        // Any other copy is the upstream's own chunks (reference-counted, not copied), with the
+        // total length and arrival time after each: joined once at the end.
         let mut copy: Vec<Bytes> = Vec::new();
         let mut arrivals: Vec<(usize, u64)> = Vec::new();
         let mut length = 0;
@@ -374,17 +400,22 @@ async fn forward(
         while let Some(next) = chunks.next().await {
             match next {
                 Ok(chunk) => {
-                    if recording.is_some() {
-                        length += chunk.len();
-                        if record_offsets {
-                            arrivals.push((length, started.elapsed().as_millis() as u64));
-                        }
-                        copy.push(chunk.clone());
-                    }
+                    let kept = recording.is_some().then(|| chunk.clone());
+                    // The client gets each chunk before it is recorded.
                     if !client_gone && sender.send(Ok(Frame::data(chunk))).await.is_err() {
                         client_gone = true;
                         if recording.is_none() {
                             break;
+                        }
+                    }
+                    if let Some(chunk) = kept {
+                        length += chunk.len();
+                        if record_offsets {
+                            arrivals.push((length, started.elapsed().as_millis() as u64));
+                        }
+                        match &mut encoder {
+                            Some(encoder) => encoder.push(&chunk),
+                            None => copy.push(chunk),
                         }
                     }
                 }
@@ -400,21 +431,21 @@ async fn forward(
             None => (None, None),
         };
         let recorded = recording.map(|(key, request)| {
-            // A binary body is base64-encoded chunk by chunk, each chunk freed once encoded:
-            // never a second full copy of a large download. Others are joined once and parsed.
-            if Body::is_binary_media(content_type.as_deref()) && length > 0 {
-                return (key, request, Body::binary_from_chunks(copy, length));
+            if let Some(encoder) = encoder.take().filter(|_| length > 0) {
+                return (key, request, Body::Binary { base64: encoder.finish() });
             }
             let bytes = join(copy, length);
             let mut body = Body::from_bytes(content_type.as_deref(), &bytes, failure.is_none());
-            body.assemble();
             if record_offsets {
                 body.set_offsets(offsets(&body, &bytes, &arrivals));
             }
+            // The raw bytes go before the answer is assembled: a large stream's text is as large.
+            drop(bytes);
+            body.assemble();
             (key, request, body)
         });
-        {
-            let mut session = task_shared.lock_session();
+        // After `finish` (its grace for in-flight calls ran out) the recording is dropped.
+        if let Some(mut session) = task_shared.open_session() {
             match recorded {
                 Some((key, request, body)) => {
                     let streamed = matches!(body, Body::Sse { .. } | Body::Ndjson { .. });
@@ -513,6 +544,30 @@ fn describe_reqwest_error(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+/// A binary body decoded as it is sent, with its exact length (so it goes out with a
+/// `content-length`, as a body in one piece would).
+struct Pieces(DecodedPieces);
+
+impl hyper::body::Body for Pieces {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        std::task::Poll::Ready(self.0.next().map(|piece| Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.remaining() == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.0.remaining())
+    }
 }
 
 fn full(bytes: Bytes) -> ResponseBody {

@@ -3,11 +3,13 @@
 
 mod handler;
 mod metrics;
+mod pool;
 pub(crate) mod session;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -65,6 +67,11 @@ pub(crate) struct Shared {
     session: Mutex<Session>,
     client: OnceLock<std::result::Result<reqwest::Client, String>>,
     in_flight: watch::Sender<usize>,
+    /// Set by `finish` (under the session lock) once it reads the run's results: from then on
+    /// requests are refused and nothing changes the session.
+    finished: AtomicBool,
+    /// Set when the server thread stops serving, for whatever reason.
+    stopped: AtomicBool,
 }
 
 /// Which file a `replay` or `strict` run loaded, and which version of it.
@@ -93,6 +100,17 @@ impl Shared {
     /// every update is a single push or increment).
     pub(crate) fn lock_session(&self) -> MutexGuard<'_, Session> {
         self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The session, for a request handler to change: `None` once the recorder has finished.
+    pub(crate) fn open_session(&self) -> Option<MutexGuard<'_, Session>> {
+        let session = self.lock_session();
+        (!self.is_finished()).then_some(session)
+    }
+
+    /// Whether `finish` has read the run's results.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     /// The upstream client, built on first use so replay-only runs never touch TLS or the network.
@@ -458,27 +476,37 @@ impl RecorderBuilder {
             target_dir: self.target_dir,
             client: OnceLock::new(),
             in_flight,
+            finished: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         });
         let (shutdown, shutdown_signal) = oneshot::channel();
-        let (stopped_signal, stopped) = oneshot::channel();
         let server_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name(format!("traceforge-{}", address.port()))
-            .spawn(move || {
-                if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    runtime.block_on(serve(listener, server_shared, shutdown_signal));
-                }
-                let _ = stopped_signal.send(());
-            })
-            .map_err(server_error)?;
+        let job: pool::Job = Box::new(move || {
+            // Marks the server stopped however the job ends, a panic included.
+            let stopped = Stopped(Arc::clone(&server_shared));
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                runtime.block_on(serve(listener, server_shared, shutdown_signal));
+                // Dropping the runtime closes every connection and ends every task it ran.
+            }
+            drop(stopped);
+        });
+        pool::run("traceforge-server", job).map_err(server_error)?;
 
         Ok(Recorder {
             cassette: Cassette { shared },
             shutdown: Some(shutdown),
-            stopped: Some(stopped),
             test: self.test,
             save_despite_upstream_failures: self.save_despite_upstream_failures,
         })
+    }
+}
+
+/// Sets [`Shared::stopped`] when dropped.
+struct Stopped(Arc<Shared>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
     }
 }
 
@@ -611,7 +639,6 @@ impl Cassette {
 pub struct Recorder {
     cassette: Cassette,
     shutdown: Option<oneshot::Sender<()>>,
-    stopped: Option<oneshot::Receiver<()>>,
     test: Option<String>,
     save_despite_upstream_failures: bool,
 }
@@ -644,20 +671,31 @@ impl Recorder {
     /// writes, saves the cassette. Returns the report, or the failure to show the test's author.
     ///
     /// The server stops accepting connections at once; responses being sent and recordings
-    /// still streaming from an upstream get up to a minute to complete first. In `replay` and
-    /// `strict`, a [usage record](crate::usage) of the run is written under the target directory.
+    /// still streaming from an upstream get up to a minute to complete first, and a request that
+    /// arrives on an open connection after that gets a 503 in the provider's error shape. In
+    /// `replay` and `strict`, a [usage record](crate::usage) of the run is written under the
+    /// target directory.
     pub async fn finish_with(mut self, outcome: Outcome) -> Result<Report> {
         let shared = Arc::clone(&self.cassette.shared);
+        // A server that stopped before it was told to could not answer the test's calls.
+        let died = shared.stopped.load(Ordering::Acquire);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        if let Some(stopped) = self.stopped.take() {
-            stopped.await.map_err(|_| Error::RecorderStopped { path: shared.cassette_path.clone() })?;
+        if died {
+            return Err(Error::RecorderStopped { path: shared.cassette_path.clone() });
         }
+        // Let responses still being sent, and recordings still streaming from an upstream, land
+        // in the session first. The server thread winds down on its own; it is not waited for.
+        let mut in_flight = shared.in_flight.subscribe();
+        let _ = tokio::time::timeout(IN_FLIGHT_GRACE, in_flight.wait_for(|n| *n == 0)).await;
 
         let mode = shared.mode;
         let (mut report, mut failure) = {
             let mut session = shared.lock_session();
+            // No handler changes the session after this; the server winds down on its own
+            // thread (it need not be waited for: requests that still come in are refused).
+            shared.finished.store(true, Ordering::Release);
             session.explain_misses();
             let unused = if mode == Mode::Strict && outcome == Outcome::Passed { session.unused() } else { Vec::new() };
             // Only refused requests are misses: `replay` and `strict` ones, and repeats that

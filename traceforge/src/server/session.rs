@@ -88,10 +88,15 @@ impl Session {
 
     /// Counts a call and finds the response to replay under `mode`'s rules.
     pub(crate) fn lookup(&mut self, key: &str, request: &RecordedRequest, mode: Mode) -> Lookup<'_> {
-        let calls = {
-            let calls = self.calls.entry(key.to_owned()).or_default();
-            *calls += 1;
-            *calls
+        let calls = match self.calls.get_mut(key) {
+            Some(calls) => {
+                *calls += 1;
+                *calls
+            }
+            None => {
+                self.calls.insert(key.to_owned(), 1);
+                1
+            }
         };
         self.total_calls += 1;
         if self.baseline.is_none() {

@@ -30,8 +30,12 @@ pub fn load(path: &Path) -> Result<Option<CassetteFile>> {
 /// [`parse`], keeping each large binary body as the part of `bytes` that holds it instead of
 /// copying it: what loading for a run uses.
 pub fn parse_owned(path: &Path, bytes: Vec<u8>) -> Result<CassetteFile> {
-    let bytes = bytes::Bytes::from(bytes);
-    super::binary::reading_from(&bytes, || parse(path, &bytes))
+    parse_shared(path, &bytes::Bytes::from(bytes))
+}
+
+/// [`parse_owned`], for bytes the caller keeps too.
+pub fn parse_shared(path: &Path, bytes: &bytes::Bytes) -> Result<CassetteFile> {
+    super::binary::reading_from(bytes, || parse(path, bytes))
 }
 
 /// The bytes of a cassette file, without parsing them: `Ok(None)` when it does not exist, and
@@ -311,7 +315,7 @@ fn write_locked(
     if !findings.is_empty() {
         return Err(Error::SecretDetected { path: path.to_owned(), findings });
     }
-    replace_file_with(path, Durability::Fsync, |writer| write_pretty(&merged, writer))
+    replace_file_with(path, |writer| write_pretty(&merged, writer))
         .map_err(|(action, source)| Error::CassetteWrite { path: path.to_owned(), action, source })?;
     drop(lock); // closing the file releases the lock
     Ok(Some(merged))
@@ -341,33 +345,17 @@ pub(crate) fn lock_for_write(path: &Path) -> std::result::Result<File, StepError
 /// Writes `bytes` to a uniquely named temp file beside `path`, fsyncs it, renames it over
 /// `path` and fsyncs the directory. On failure the temp file is removed and `path` untouched.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    replace_file(path, bytes, Durability::Fsync).map_err(|(action, source)| Error::CassetteWrite {
-        path: path.to_owned(),
-        action,
-        source,
-    })
-}
-
-/// How hard [`replace_file`] works to survive a crash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Durability {
-    /// fsync the temp file before the rename and the directory after: after a crash the file
-    /// is the old version or the new one (cassettes, the embedding cache).
-    Fsync,
-    /// Only the rename: readers never see a half-written file, but a crash may lose the new
-    /// version (by-products such as usage records).
-    RenameOnly,
+    replace_file(path, bytes).map_err(|(action, source)| Error::CassetteWrite { path: path.to_owned(), action, source })
 }
 
 /// [`write_atomically`], for any file: the error says which step failed.
-pub(crate) fn replace_file(path: &Path, bytes: &[u8], durability: Durability) -> std::result::Result<(), StepError> {
-    replace_file_with(path, durability, |writer| writer.write_all(bytes))
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::result::Result<(), StepError> {
+    replace_file_with(path, |writer| writer.write_all(bytes))
 }
 
 /// [`replace_file`], with the contents written by `write` (through a buffer).
 pub(crate) fn replace_file_with(
     path: &Path,
-    durability: Durability,
     write: impl FnOnce(&mut io::BufWriter<&File>) -> io::Result<()>,
 ) -> std::result::Result<(), StepError> {
     let temp = sibling(path, &format!("{}{}-{:016x}", temp_prefix(path), std::process::id(), rand::random::<u64>()));
@@ -377,12 +365,10 @@ pub(crate) fn replace_file_with(
         let mut writer = io::BufWriter::with_capacity(64 * 1024, &file);
         write(&mut writer).and_then(|()| writer.flush()).map_err(|e| ("write the temp file", e))?;
         drop(writer);
-        if durability == Durability::Fsync {
-            file.sync_all().map_err(|e| ("fsync the temp file", e))?;
-        }
+        file.sync_all().map_err(|e| ("fsync the temp file", e))?;
         drop(file);
         fs::rename(&temp, path).map_err(|e| ("rename the temp file over the old file", e))?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && durability == Durability::Fsync) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Make the rename itself durable. Not every platform can open a directory.
             if let Ok(dir) = File::open(dir) {
                 let _ = dir.sync_all();

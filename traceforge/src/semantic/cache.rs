@@ -96,8 +96,7 @@ impl Cache {
             if !findings.is_empty() {
                 return Err(Error::SecretInEmbeddingCache { path: self.path.clone(), findings });
             }
-            storage::replace_file(&self.path, render(&self.model, &merged)?.as_bytes(), storage::Durability::Fsync)
-                .map_err(write_error)?;
+            storage::replace_file(&self.path, render(&self.model, &merged)?.as_bytes()).map_err(write_error)?;
             drop(lock);
         }
         // What is on disk wins: another process may have saved a text first, and this run must

@@ -74,10 +74,27 @@ pub(crate) struct Shared {
     stopped: AtomicBool,
 }
 
-/// Which file a `replay` or `strict` run loaded, and which version of it.
+/// Which file a `replay` or `strict` run loaded, and which version of it: worked out on the
+/// server's thread while the test runs, since hashing the cassette and resolving its path cost
+/// more than the rest of starting a recorder.
 struct Loaded {
-    canonical_path: PathBuf,
-    sha256: String,
+    path: PathBuf,
+    bytes: Mutex<Option<bytes::Bytes>>,
+    identity: OnceLock<Option<(PathBuf, String)>>,
+}
+
+impl Loaded {
+    /// The file with symbolic links resolved and the sha256 of the bytes the run loaded; `None`
+    /// when the path cannot be resolved (the file is gone), so no record describes it.
+    fn identity(&self) -> Option<&(PathBuf, String)> {
+        self.identity
+            .get_or_init(|| {
+                let bytes = self.bytes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()?;
+                let canonical = std::fs::canonicalize(&self.path).ok()?;
+                Some((canonical, storage::digest(&bytes)))
+            })
+            .as_ref()
+    }
 }
 
 impl Shared {
@@ -439,11 +456,14 @@ impl RecorderBuilder {
             // The runs a usage record describes: remember which version of the file they read.
             Mode::Replay | Mode::Strict => match storage::read_bytes(&cassette_path)? {
                 Some(bytes) => {
-                    let file = storage::parse(&cassette_path, &bytes)?;
-                    let loaded = std::fs::canonicalize(&cassette_path)
-                        .ok()
-                        .map(|canonical_path| Loaded { canonical_path, sha256: storage::digest(&bytes) });
-                    (Some(file), loaded)
+                    let bytes = bytes::Bytes::from(bytes);
+                    let file = storage::parse_shared(&cassette_path, &bytes)?;
+                    let loaded = Loaded {
+                        path: cassette_path.clone(),
+                        bytes: Mutex::new(Some(bytes)),
+                        identity: OnceLock::new(),
+                    };
+                    (Some(file), Some(loaded))
                 }
                 None => (None, None),
             },
@@ -484,6 +504,9 @@ impl RecorderBuilder {
         let job: pool::Job = Box::new(move || {
             // Marks the server stopped however the job ends, a panic included.
             let stopped = Stopped(Arc::clone(&server_shared));
+            if let Some(loaded) = &server_shared.loaded {
+                loaded.identity();
+            }
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 runtime.block_on(serve(listener, server_shared, shutdown_signal));
                 // Dropping the runtime closes every connection and ends every task it ran.
@@ -722,12 +745,12 @@ impl Recorder {
                 unused: if mode == Mode::Strict { unused } else { session.unused() },
                 saved: false,
             };
-            if let Some(loaded) = &shared.loaded {
+            if let Some((cassette, sha256)) = shared.loaded.as_ref().and_then(Loaded::identity) {
                 let (executable, executable_modified_ms) = usage::executable_identity();
                 let record = UsageRecord {
                     format_version: USAGE_FORMAT_VERSION,
-                    cassette: loaded.canonical_path.clone(),
-                    cassette_sha256: loaded.sha256.clone(),
+                    cassette: cassette.clone(),
+                    cassette_sha256: sha256.clone(),
                     mode: mode.as_str().to_owned(),
                     test: self.test.clone(),
                     libtest_name: usage::on_test_thread(self.test.as_deref()),
